@@ -1,0 +1,49 @@
+# Two entry points: `make run` materializes the whole graph on embedded defaults,
+# `make test` runs the suite. Both install what they need first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export SYNTH_HOME ?= $(CURDIR)/.synth
+export DAGSTER_HOME ?= $(SYNTH_HOME)/dagster
+SHARED_GSM8K := $(abspath $(CURDIR)/../shared/data/gsm8k/train.jsonl)
+export SYNTH_GSM8K_PATH ?= $(if $(wildcard $(SHARED_GSM8K)),$(SHARED_GSM8K),)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_VERBOSITY := error
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install system-deps run test dev lint clean
+
+install: $(VENV)/.installed system-deps
+
+# torch first, pinned to the CPU build, so no dependency drags in a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# bubblewrap for the code sandbox; installed from the distribution when missing.
+system-deps:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else echo "bubblewrap is missing: install it (e.g. sudo apt-get install bubblewrap)"; exit 1; fi; }
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster job execute -m synth_jobs.definitions -j synth_all
+
+test: install
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -m synth_jobs.definitions
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(SYNTH_HOME)

@@ -1,0 +1,52 @@
+"""What every asset attaches: row count, column schema, content-hash data version, preview."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from synth_lib.provenance import RowContext, content_hash
+from synth_lib.reporting import markdown_preview
+
+_DAGSTER_TYPES = {pl.Utf8: "string", pl.Boolean: "bool", pl.Int64: "int", pl.Float64: "float"}
+
+
+def row_context(context: dg.AssetExecutionContext) -> RowContext:
+    return RowContext(run_id=context.run.run_id)
+
+
+def column_schema(frame: pl.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, _DAGSTER_TYPES.get(dtype.base_type(), str(dtype)))
+            for name, dtype in frame.schema.items()
+        ]
+    )
+
+
+def frame_metadata(
+    frame: pl.DataFrame, preview_columns: Sequence[str], extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Standard metadata for a DataFrame output plus the stage's own figures."""
+    return {
+        "dagster/row_count": frame.height,
+        "dagster/column_schema": column_schema(frame),
+        "content_hash": content_hash(frame) if frame.height else "empty",
+        "preview": dg.MetadataValue.md(markdown_preview(frame, preview_columns)),
+        **(extra or {}),
+    }
+
+
+def frame_output(
+    frame: pl.DataFrame,
+    preview_columns: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
+    output_name: str | None = None,
+) -> dg.MaterializeResult | dg.Output:
+    """A result whose data version is the content hash, so staleness in the UI is honest."""
+    metadata = frame_metadata(frame, preview_columns, extra)
+    version = dg.DataVersion(str(metadata["content_hash"]))
+    if output_name:
+        return dg.Output(frame, output_name=output_name, metadata=metadata, data_version=version)
+    return dg.MaterializeResult(value=frame, metadata=metadata, data_version=version)

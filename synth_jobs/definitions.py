@@ -1,0 +1,31 @@
+"""The code location: every asset, check, job and schedule, with the profile's resources."""
+
+import dagster as dg
+
+from synth_assets import rephrasings, seeds, training_mix
+from synth_jobs.profiles import local_resources
+
+all_assets = dg.load_assets_from_modules([seeds, rephrasings, training_mix])
+all_checks = dg.load_asset_checks_from_modules([seeds, rephrasings, training_mix])
+
+synth_all = dg.define_asset_job(
+    "synth_all",
+    selection=dg.AssetSelection.all(),
+    description="Materialize the whole graph: seeds → synthetic stages → training mix.",
+)
+
+daily_refresh = dg.ScheduleDefinition(
+    name="synth_all_daily",
+    job=synth_all,
+    cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Re-materialize the whole graph nightly (off by default).",
+)
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[synth_all],
+    schedules=[daily_refresh],
+    resources=local_resources(),
+)

@@ -1,0 +1,59 @@
+"""The `synth` console script: lineage lookups and the per-feature sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from synth_lib.lineage import ancestry, load_index, parquet_files
+
+FEATURE_COMMANDS: tuple[str, ...] = ()
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("SYNTH_HOME", Path.cwd() / ".synth")) / "data"
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    root = Path(args.data_dir)
+    files = parquet_files(root)
+    if not files:
+        print(f"error: no materialized assets under {root} (run `make run` first)", file=sys.stderr)
+        return 2
+    try:
+        hops = ancestry(args.row_id, load_index(files))
+    except KeyError as exc:
+        print(f"error: {exc.args[0]} (searched {len(files)} files under {root})", file=sys.stderr)
+        return 1
+    print(json.dumps(hops, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synth", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    lineage = sub.add_parser("lineage", help="print a row's ancestry back to its seeds as JSON")
+    lineage.add_argument("row_id")
+    lineage.add_argument(
+        "--data-dir",
+        default=str(_default_data_dir()),
+        help="folder of materialized assets (default: $SYNTH_HOME/data)",
+    )
+    lineage.set_defaults(handler=_lineage)
+    for name in FEATURE_COMMANDS:
+        importlib.import_module(f"synth_lib.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

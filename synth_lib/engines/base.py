@@ -1,0 +1,94 @@
+"""One batched interface over every generation backend (transformers, vllm, openai).
+
+Stages build `GenerationRequest`s, hand the whole batch to an engine and get one
+`GenerationResult` per request back, in request order. Backends never raise for a
+single bad request: a failed request is a result with `finish_reason="error"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from synth_lib.hashing import canonical_json, sha256_hex
+
+FinishReason = Literal["stop", "length", "content_filter", "error"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings; part of the cache key and of every generated row's provenance."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 128
+    stop: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return canonical_json(asdict(self))
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to generate for. `request_id` joins the result back to its row."""
+
+    request_id: str
+    prompt: str
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    seed: int = 0
+    system: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    """The outcome of one request. Only `finish_reason == "stop"` is usable text."""
+
+    request_id: str
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    attempts: int = 1
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.finish_reason == "stop"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model answered: goes into the cache key and into `generator` provenance."""
+
+    backend: str
+    model: str
+    revision: str
+    is_smoke_model: bool = False
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A backend: takes a whole batch, returns one result per request in the same order."""
+
+    identity: ModelIdentity
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
+
+
+def cache_key(identity: ModelIdentity, request: GenerationRequest) -> str:
+    """Content address of a response: backend, model + revision, prompt, sampling, seed."""
+    return sha256_hex(
+        canonical_json(
+            {
+                "backend": identity.backend,
+                "model": identity.model,
+                "revision": identity.revision,
+                "system": request.system,
+                "prompt": request.prompt,
+                "sampling": asdict(request.sampling),
+                "seed": request.seed,
+            }
+        )
+    )

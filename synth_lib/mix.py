@@ -1,0 +1,142 @@
+"""The training mix: real and synthetic rows at a set ratio, shuffled, written as shards + manifest.
+
+Every stage's rows are projected onto one schema (`text`, `prompt`, `response`, `kind`,
+`weight` + provenance). Members keep their own ids, so a mix row's lineage is the row
+that was mixed in. The manifest lists each shard's sha256 and row count so a consumer
+can prove the shards it trains on are the ones that were written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from synth_lib.hashing import sha256_hex
+from synth_lib.provenance import PROVENANCE_COLUMNS
+
+MIX_PAYLOAD_SCHEMA: dict[str, pl.DataType] = {
+    "text": pl.Utf8(),
+    "prompt": pl.Utf8(),
+    "response": pl.Utf8(),
+    "kind": pl.Utf8(),
+    "weight": pl.Float64(),
+}
+MANIFEST_NAME = "manifest.json"
+
+
+def to_mix_schema(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """Project a stage's rows onto the mix schema; prompt/response rows get a `text` view too."""
+    cols = frame.columns
+    prompt = pl.col("prompt") if "prompt" in cols else pl.lit(None, pl.Utf8)
+    response = pl.col("response") if "response" in cols else pl.lit(None, pl.Utf8)
+    if "text" in cols:
+        text = pl.col("text")
+    else:
+        text = pl.concat_str([prompt, response], separator="\n\n")
+    weight = pl.col("weight").cast(pl.Float64) if "weight" in cols else pl.lit(1.0)
+    return frame.select(
+        text.cast(pl.Utf8).alias("text"),
+        prompt.cast(pl.Utf8).alias("prompt"),
+        response.cast(pl.Utf8).alias("response"),
+        pl.lit(kind).alias("kind"),
+        weight.alias("weight"),
+        *PROVENANCE_COLUMNS,
+    )
+
+
+def accepted_only(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows whose every verdict passed (the `accepted` column where a stage provides one)."""
+    if "accepted" in frame.columns:
+        return frame.filter(pl.col("accepted"))
+    return frame
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """How many rows of each side went in, and why."""
+
+    real_available: int
+    synthetic_available: int
+    real_taken: int
+    synthetic_taken: int
+
+
+def build_mix(
+    real: pl.DataFrame, synthetic: pl.DataFrame, real_per_synthetic: float, seed: int
+) -> tuple[pl.DataFrame, MixPlan]:
+    """All accepted synthetic rows plus `real_per_synthetic` real rows each, shuffled with `seed`.
+
+    If there are too few real rows, synthetic rows are subsampled instead so the ratio holds.
+    """
+    if real_per_synthetic <= 0:
+        raise ValueError("real_per_synthetic must be > 0")
+    n_syn = synthetic.height
+    n_real = min(real.height, round(n_syn * real_per_synthetic))
+    if n_real < round(n_syn * real_per_synthetic):
+        n_syn = min(n_syn, round(n_real / real_per_synthetic))
+    real_part = real.sample(n=n_real, seed=seed, shuffle=True) if n_real else real.head(0)
+    syn_part = synthetic.sample(n=n_syn, seed=seed, shuffle=True) if n_syn else synthetic.head(0)
+    mixed = pl.concat([real_part, syn_part], how="vertical")
+    mixed = mixed.sample(fraction=1.0, seed=seed, shuffle=True) if mixed.height else mixed
+    plan = MixPlan(real.height, synthetic.height, n_real, n_syn)
+    return mixed, plan
+
+
+def write_shards(
+    frame: pl.DataFrame, target: str | Path, rows_per_shard: int, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Write `frame` as Parquet shards + manifest into `target`, replacing it atomically."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    shards = []
+    starts = range(0, max(frame.height, 1), rows_per_shard)
+    for index, start in enumerate(starts):
+        part = frame.slice(start, rows_per_shard)
+        name = f"part-{index:05d}.parquet"
+        part.write_parquet(staging / name, statistics=True)
+        digest = sha256_hex((staging / name).read_bytes())
+        shards.append({"path": name, "sha256": digest, "rows": part.height})
+    manifest = {"total_rows": frame.height, "shards": shards, **extra}
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str))
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest
+
+
+class ManifestError(ValueError):
+    """A shard is missing or does not match the sha256/row count in its manifest."""
+
+
+def verify_shards(target: str | Path) -> dict[str, Any]:
+    """Check every shard against the manifest; raise `ManifestError` naming the bad shard."""
+    target = Path(target)
+    manifest = json.loads((target / MANIFEST_NAME).read_text())
+    for shard in manifest["shards"]:
+        path = target / shard["path"]
+        if not path.is_file():
+            raise ManifestError(f"{path}: shard listed in the manifest is missing")
+        digest = sha256_hex(path.read_bytes())
+        if digest != shard["sha256"]:
+            raise ManifestError(
+                f"{path}: sha256 {digest[:12]}… does not match manifest {shard['sha256'][:12]}…"
+            )
+    return manifest
+
+
+def read_shards(target: str | Path) -> pl.DataFrame:
+    """Read the mix back after verifying it against its manifest."""
+    manifest = verify_shards(target)
+    return pl.concat([pl.read_parquet(Path(target) / s["path"]) for s in manifest["shards"]])

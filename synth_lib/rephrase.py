@@ -1,0 +1,101 @@
+"""WRAP-style rephrasing of text seeds in four styles (easy, Wikipedia-like, hard, Q&A).
+
+Each (seed, style) pair is one request; every response becomes a row that carries its
+verdicts, accepted or not, so the asset is a full audit of what the model produced.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
+from synth_lib.output_checks import generation_verdict, novelty_verdict
+from synth_lib.prompts import load_template
+from synth_lib.provenance import RowContext, generator_for, make_row
+
+STAGE = "rephrasings"
+STYLE_TEMPLATES: dict[str, str] = {
+    "easy": "rephrase_easy",
+    "wikipedia": "rephrase_wikipedia",
+    "hard": "rephrase_hard",
+    "qa": "rephrase_qa",
+}
+
+
+@dataclass
+class RephraseOutcome:
+    """All rows (accepted or not) and the counts the asset reports."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejection_reasons: Counter[str] = field(default_factory=Counter)
+    accepted_by_style: Counter[str] = field(default_factory=Counter)
+    requested_by_style: Counter[str] = field(default_factory=Counter)
+
+
+def rephrase_requests(
+    seeds: Sequence[Mapping[str, Any]], styles: Sequence[str], sampling: SamplingParams, seed: int
+) -> list[tuple[GenerationRequest, Mapping[str, Any], str]]:
+    """One request per (seed row, style); the request id is the seed id plus the style."""
+    out = []
+    for row in seeds:
+        for style in styles:
+            template = load_template(STYLE_TEMPLATES[style])
+            request = GenerationRequest(
+                request_id=f"{row['id']}:{style}",
+                prompt=template.render(text=row["text"]),
+                sampling=sampling,
+                seed=seed,
+            )
+            out.append((request, row, style))
+    return out
+
+
+def rephrase(
+    seeds: Sequence[Mapping[str, Any]],
+    engine: Engine,
+    ctx: RowContext,
+    *,
+    styles: Sequence[str] = tuple(STYLE_TEMPLATES),
+    sampling: SamplingParams | None = None,
+    seed: int = 0,
+    max_copy_jaccard: float = 0.7,
+) -> RephraseOutcome:
+    """Generate every rephrasing in one batch and check each response."""
+    unknown = set(styles) - set(STYLE_TEMPLATES)
+    if unknown:
+        raise ValueError(
+            f"unknown rephrase styles {sorted(unknown)}; known: {list(STYLE_TEMPLATES)}"
+        )
+    sampling = sampling or SamplingParams(max_tokens=256)
+    planned = rephrase_requests(seeds, styles, sampling, seed)
+    results = engine.generate([request for request, _, _ in planned])
+    outcome = RephraseOutcome()
+    identity = engine.identity
+    for (request, parent, style), result in zip(planned, results, strict=True):
+        template = load_template(STYLE_TEMPLATES[style])
+        verdicts = [generation_verdict(result)]
+        if verdicts[0].passed:
+            verdicts.append(novelty_verdict(result.text, parent["text"], max_copy_jaccard))
+        failed = [v for v in verdicts if not v.passed]
+        generator = generator_for(identity, template, sampling, request.seed)
+        row = make_row(
+            stage=STAGE,
+            payload={"text": result.text.strip(), "style": style},
+            ctx=ctx,
+            parents=[parent],
+            generator=generator,
+            verdicts=verdicts,
+        )
+        row["accepted"] = not failed
+        row["prompt_tokens"] = result.prompt_tokens
+        row["completion_tokens"] = result.completion_tokens
+        outcome.rows.append(row)
+        outcome.requested_by_style[style] += 1
+        if failed:
+            outcome.rejection_reasons[(failed[0].reason or "rejected").split(":")[0]] += 1
+        else:
+            outcome.accepted_by_style[style] += 1
+    return outcome

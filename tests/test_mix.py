@@ -1,0 +1,39 @@
+import json
+
+import polars as pl
+import pytest
+
+from synth_lib.mix import ManifestError, build_mix, read_shards, verify_shards, write_shards
+
+
+def _frame(n: int, tag: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"text": [f"{tag}{i}" for i in range(n)], "id": [f"{tag}{i}" for i in range(n)]}
+    )
+
+
+def test_ratio_and_seeded_shuffle():
+    mix, plan = build_mix(_frame(50, "r"), _frame(10, "s"), 1.0, seed=3)
+    assert (plan.real_taken, plan.synthetic_taken) == (10, 10)
+    again, _ = build_mix(_frame(50, "r"), _frame(10, "s"), 1.0, seed=3)
+    other, _ = build_mix(_frame(50, "r"), _frame(10, "s"), 1.0, seed=4)
+    assert mix["id"].to_list() == again["id"].to_list() != other["id"].to_list()
+
+
+def test_ratio_holds_when_real_rows_are_short():
+    _, plan = build_mix(_frame(4, "r"), _frame(10, "s"), 2.0, seed=0)
+    assert (plan.real_taken, plan.synthetic_taken) == (4, 2)
+
+
+def test_shards_manifest_and_corruption(tmp_path):
+    target = tmp_path / "mix"
+    manifest = write_shards(_frame(25, "x"), target, rows_per_shard=10, extra={"seed": 1})
+    assert [s["rows"] for s in manifest["shards"]] == [10, 10, 5]
+    assert read_shards(target).height == 25
+    assert json.loads((target / "manifest.json").read_text())["seed"] == 1
+    shard = target / "part-00001.parquet"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=r"part-00001\.parquet"):
+        verify_shards(target)

@@ -1,0 +1,61 @@
+from synth_lib.engines.base import GenerationResult
+from synth_lib.output_checks import generation_verdict
+from synth_lib.prompts import load_template
+from synth_lib.provenance import RowContext, Source, make_row
+from synth_lib.rephrase import rephrase
+from tests.scripted_engine import ScriptedEngine
+
+SEED_TEXT = (
+    "The for statement is used to iterate over the elements of a sequence such as a string, "
+    "tuple or list, or other iterable object, executing the suite once per item."
+)
+
+
+def _seed():
+    return make_row(
+        stage="text_seeds",
+        payload={"text": SEED_TEXT, "title": "for"},
+        ctx=RowContext("r"),
+        source=Source("ref", "loc", "PSF-2.0"),
+    )
+
+
+def _responder(request):
+    if "toddler" in request.prompt:
+        return "A for loop walks through each thing in a list and does the same job for every one."
+    if "erudite" in request.prompt:
+        return GenerationResult(request.request_id, "Iteration proceeds", "length")
+    if "Wikipedia" in request.prompt:
+        return SEED_TEXT
+    return "I'm sorry, but I can't help with that."
+
+
+def test_each_style_checked_with_its_reason():
+    outcome = rephrase([_seed()], ScriptedEngine(_responder), RowContext("run"))
+    by_style = {r["style"]: r for r in outcome.rows}
+    assert by_style["easy"]["accepted"] is True
+    assert by_style["hard"]["accepted"] is False
+    assert by_style["wikipedia"]["verdicts"][-1]["reason"] == "near_copy_of_input"
+    assert by_style["qa"]["verdicts"][0]["reason"] == "refusal"
+    assert dict(outcome.rejection_reasons) == {
+        "truncated": 1,
+        "near_copy_of_input": 1,
+        "refusal": 1,
+    }
+    easy = by_style["easy"]
+    assert easy["parent_ids"] == [_seed()["id"]]
+    assert easy["root_seed_ids"] == [_seed()["id"]]
+    assert easy["generator"]["template"] == "rephrase_easy"
+    assert easy["generator"]["template_hash"] == load_template("rephrase_easy").hash
+    assert easy["is_synthetic"] is True
+
+
+def test_generation_verdicts():
+    ok = GenerationResult("a", "fine text", "stop")
+    assert generation_verdict(ok).passed
+    assert generation_verdict(GenerationResult("a", "", "stop")).reason == "empty"
+    assert (
+        generation_verdict(GenerationResult("a", "x", "content_filter")).reason == "content_filter"
+    )
+    err = GenerationResult("a", "", "error", error="HTTP 500")
+    assert generation_verdict(err).reason == "engine_error: HTTP 500"
