@@ -6,6 +6,9 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from synth_lib.economics import PriceTable, economics_metadata
+from synth_lib.engines.cache import CachedEngine
+from synth_lib.engines.failures import failure_metadata
 from synth_lib.provenance import RowContext, content_hash
 from synth_lib.reporting import markdown_preview
 
@@ -50,3 +53,22 @@ def frame_output(
     if output_name:
         return dg.Output(frame, output_name=output_name, metadata=metadata, data_version=version)
     return dg.MaterializeResult(value=frame, metadata=metadata, data_version=version)
+
+
+def generation_metadata(
+    cached: CachedEngine, accepted_rows: int, prices: PriceTable | None = None
+) -> dict[str, Any]:
+    """Token economics, cache use and failed requests of one generating stage."""
+    identity = cached.identity
+    failures = failure_metadata(cached.failures, cached.stats.requests)
+    return {
+        **economics_metadata(cached.stats, accepted_rows, identity, prices),
+        "engine_requests": cached.stats.engine_calls,
+        "generation_failures": failures["generation_failures"],
+        "generation_failures_retryable": failures["generation_failures_retryable"],
+        "generation_failures_by_reason": dg.MetadataValue.json(
+            failures["generation_failures_by_reason"]
+        ),
+        "model": f"{identity.backend}:{identity.model}@{identity.revision}",
+        "smoke_model": identity.is_smoke_model,
+    }

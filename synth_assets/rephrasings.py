@@ -7,8 +7,9 @@ import polars as pl
 from pydantic import Field
 
 from resources.engine import GenerationEngine
-from synth_assets.common import frame_output, row_context
+from synth_assets.common import frame_output, generation_metadata, row_context
 from synth_lib.engines.base import SamplingParams
+from synth_lib.engines.factory import k8s_gpu_op_tags
 from synth_lib.prompts import load_template, templates_hash
 from synth_lib.provenance import rows_to_frame
 from synth_lib.rephrase import STAGE, STYLE_TEMPLATES, rephrase
@@ -44,6 +45,7 @@ class RephraseConfig(dg.Config):
     kinds={"polars"},
     code_version=f"rephrase-1-{templates_hash(*STYLE_TEMPLATES.values())}",
     pool="gpu",
+    op_tags=k8s_gpu_op_tags(1),
     retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
 )
 def rephrasings(
@@ -70,18 +72,13 @@ def rephrasings(
     elapsed = time.perf_counter() - began
     frame = rows_to_frame(outcome.rows, PAYLOAD_SCHEMA)
     accepted = int(frame.get_column("accepted").sum()) if frame.height else 0
-    identity = cached.identity
     lengths = frame.filter(pl.col("accepted")).get_column("text").str.len_chars().to_list()
     extra = {
-        **cached.stats.as_metadata(),
-        "accepted_rows": accepted,
-        "pass_rate": round(accepted / frame.height, 4) if frame.height else 0.0,
+        **generation_metadata(cached, accepted, engine.prices()),
         "rows_per_s": round(frame.height / elapsed, 2) if elapsed else 0.0,
         "rows_by_style": dg.MetadataValue.json(dict(outcome.requested_by_style)),
         "accepted_by_style": dg.MetadataValue.json(dict(outcome.accepted_by_style)),
         "rejection_reasons": dg.MetadataValue.md(counts_table(outcome.rejection_reasons)),
-        "model": f"{identity.backend}:{identity.model}@{identity.revision}",
-        "smoke_model": identity.is_smoke_model,
         "template_hashes": dg.MetadataValue.json(
             {name: load_template(name).hash for name in STYLE_TEMPLATES.values()}
         ),

@@ -14,10 +14,17 @@ from synth_lib.mix import (
     verify_shards,
     write_shards,
 )
+from synth_lib.reasoning.debate import drop_rejected
 from synth_lib.reporting import counts_table
 
 REAL_INPUTS = {"text_seeds": "text", "code_seeds": "code", "math_seeds": "math"}
-SYNTHETIC_INPUTS = {"rephrasings": "rephrasing"}
+SYNTHETIC_INPUTS = {
+    "rephrasings": "rephrasing",
+    "cot_traces": "reasoning",
+    "verified_code": "code_solution",
+    "execution_traces": "execution_trace",
+    "preference_pairs": "preference",
+}
 
 
 class MixConfig(dg.Config):
@@ -43,7 +50,7 @@ def _composition(frame: pl.DataFrame, column: pl.Expr) -> dict[str, int]:
     group_name="mix",
     kinds={"polars", "parquet"},
     code_version="mix-1",
-    ins={name: dg.AssetIn() for name in {**REAL_INPUTS, **SYNTHETIC_INPUTS}},
+    ins={name: dg.AssetIn() for name in [*REAL_INPUTS, *SYNTHETIC_INPUTS, "debate_verdicts"]},
 )
 def training_mix(
     context: dg.AssetExecutionContext,
@@ -53,9 +60,10 @@ def training_mix(
 ) -> dg.MaterializeResult:
     """All accepted synthetic rows plus real rows at the configured ratio, shuffled."""
     real = pl.concat([to_mix_schema(inputs[n], kind) for n, kind in REAL_INPUTS.items()])
-    synthetic = pl.concat(
+    candidates = pl.concat(
         [to_mix_schema(accepted_only(inputs[n]), kind) for n, kind in SYNTHETIC_INPUTS.items()]
     )
+    synthetic, debated_out = drop_rejected(candidates, inputs["debate_verdicts"])
     mix, plan = build_mix(real, synthetic, config.real_per_synthetic, config.seed)
     target = storage.stage_dir("training_mix_shards")
     manifest = write_shards(
@@ -78,6 +86,7 @@ def training_mix(
         "synthetic_rows": plan.synthetic_taken,
         "real_available": plan.real_available,
         "synthetic_available": plan.synthetic_available,
+        "removed_by_debate": debated_out.height,
         "shuffle_seed": config.seed,
         "shards": len(manifest["shards"]),
         "manifest": dg.MetadataValue.path(str(target / "manifest.json")),

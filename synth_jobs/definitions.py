@@ -2,11 +2,12 @@
 
 import dagster as dg
 
-from synth_assets import rephrasings, seeds, training_mix
+from synth_assets import code, generation_failures, reasoning, rephrasings, seeds, training_mix
 from synth_jobs.profiles import local_resources
 
-all_assets = dg.load_assets_from_modules([seeds, rephrasings, training_mix])
-all_checks = dg.load_asset_checks_from_modules([seeds, rephrasings, training_mix])
+ASSET_MODULES = [seeds, rephrasings, code, reasoning, training_mix, generation_failures]
+all_assets = dg.load_assets_from_modules(ASSET_MODULES)
+all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 synth_all = dg.define_asset_job(
     "synth_all",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from synth_lib.lineage import ancestry, load_index, parquet_files
 
-FEATURE_COMMANDS: tuple[str, ...] = ()
+FEATURE_COMMANDS: tuple[str, ...] = ("sandbox",)
 
 
 def _default_data_dir() -> Path:

@@ -25,6 +25,8 @@ MIX_PAYLOAD_SCHEMA: dict[str, pl.DataType] = {
     "text": pl.Utf8(),
     "prompt": pl.Utf8(),
     "response": pl.Utf8(),
+    "chosen": pl.Utf8(),
+    "rejected": pl.Utf8(),
     "kind": pl.Utf8(),
     "weight": pl.Float64(),
 }

@@ -27,7 +27,11 @@ STYLE_TEMPLATES: dict[str, str] = {
 
 @dataclass
 class RephraseOutcome:
-    """All rows (accepted or not) and the counts the asset reports."""
+    """Rows for every complete response (accepted or not) and the counts the asset reports.
+
+    Responses that never completed (engine error, truncation, content filter) are not rows:
+    the engine's failure log records them.
+    """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejection_reasons: Counter[str] = field(default_factory=Counter)
@@ -76,7 +80,11 @@ def rephrase(
     identity = engine.identity
     for (request, parent, style), result in zip(planned, results, strict=True):
         template = load_template(STYLE_TEMPLATES[style])
+        outcome.requested_by_style[style] += 1
         verdicts = [generation_verdict(result)]
+        if not result.ok:
+            outcome.rejection_reasons[(verdicts[0].reason or "failed").split(":")[0]] += 1
+            continue
         if verdicts[0].passed:
             verdicts.append(novelty_verdict(result.text, parent["text"], max_copy_jaccard))
         failed = [v for v in verdicts if not v.passed]
@@ -93,7 +101,6 @@ def rephrase(
         row["prompt_tokens"] = result.prompt_tokens
         row["completion_tokens"] = result.completion_tokens
         outcome.rows.append(row)
-        outcome.requested_by_style[style] += 1
         if failed:
             outcome.rejection_reasons[(failed[0].reason or "rejected").split(":")[0]] += 1
         else:

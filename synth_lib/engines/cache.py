@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, cache_key
+from synth_lib.engines.failures import failure_rows
 
 
 class ResponseCache:
@@ -27,6 +28,10 @@ class ResponseCache:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, result TEXT NOT NULL)"
+        )
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS failures (stage TEXT NOT NULL, key TEXT NOT NULL, "
+            "run_tag TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (stage, key))"
         )
         self._conn.commit()
 
@@ -46,6 +51,24 @@ class ResponseCache:
         rows = [(k, json.dumps(asdict(r))) for k, r in items if r.finish_reason != "error"]
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)", rows)
+
+    def reset_failures(self, stage: str, run_tag: str) -> None:
+        """Forget `stage`'s failures from other runs: only the latest run's are outstanding."""
+        with self._conn:
+            self._conn.execute(
+                "DELETE FROM failures WHERE stage = ? AND run_tag != ?", (stage, run_tag)
+            )
+
+    def put_failures(self, stage: str, run_tag: str, rows: Sequence[tuple[str, dict]]) -> None:
+        with self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
+                [(stage, key, run_tag, json.dumps(row)) for key, row in rows],
+            )
+
+    def failures(self) -> list[dict]:
+        """Outstanding failure rows of every stage's latest run."""
+        return [json.loads(r) for (r,) in self._conn.execute("SELECT row FROM failures")]
 
     def __len__(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -84,12 +107,23 @@ class GenerationStats:
 class CachedEngine:
     """Wraps an engine with the response cache; sends misses in chunks, committing each."""
 
-    def __init__(self, engine: Engine, cache: ResponseCache, chunk_size: int = 64) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        cache: ResponseCache,
+        chunk_size: int = 64,
+        stage: str = "unnamed",
+        run_tag: str = "",
+    ) -> None:
         self.engine = engine
         self.cache = cache
         self.chunk_size = chunk_size
         self.identity = engine.identity
+        self.stage = stage
+        self.run_tag = run_tag
         self.stats = GenerationStats()
+        self.failures: list[dict] = []
+        cache.reset_failures(stage, run_tag)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         keys = [cache_key(self.identity, r) for r in requests]
@@ -127,4 +161,22 @@ class CachedEngine:
             reason = res.finish_reason
             self.stats.finish_reasons[reason] = self.stats.finish_reasons.get(reason, 0) + 1
             out.append(res)
+        self._record_failures(keys, requests, out)
         return out
+
+    def _record_failures(
+        self,
+        keys: Sequence[str],
+        requests: Sequence[GenerationRequest],
+        results: Sequence[GenerationResult],
+    ) -> None:
+        bad = [(k, q, r) for k, q, r in zip(keys, requests, results, strict=True) if not r.ok]
+        if not bad:
+            return
+        rows = failure_rows(
+            self.stage, [q for _, q, _ in bad], [r for _, _, r in bad], self.identity
+        )
+        self.failures.extend(rows)
+        self.cache.put_failures(
+            self.stage, self.run_tag, list(zip([k for k, _, _ in bad], rows, strict=True))
+        )

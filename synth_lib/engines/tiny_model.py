@@ -4,6 +4,11 @@ No weights can be downloaded in tests or on a fresh laptop, so the default engin
 this once and caches it. Its output is noise by construction; its identity says so
 (`is_smoke_model`, and a model name that starts with `smoke-random-`) so every row it
 produces is labelled in provenance and the gates are expected to reject most of it.
+
+Random weights almost never pick the end-of-text token, so every answer would be
+truncated and no gate past "truncated" would ever run. Its generation config therefore
+also stops at sentence-ending tokens: answers end after a few dozen tokens and the
+stages' real checks (novelty, answer verification, tests) get noise to reject.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from synth_lib.hashing import sha256_hex
 
 SMOKE_MODEL_NAME = "smoke-random-llama-2x64"
+_SENTENCE_ENDS = (".", "?", "!")
 VOCAB_SIZE = 2048
 _MARKER = "smoke_model.json"
 
@@ -66,13 +72,22 @@ def _build(target: Path, seed: int) -> None:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
+    vocab = fast.convert_ids_to_tokens(list(range(tok.get_vocab_size())))
+    stops = [
+        i
+        for i, t in enumerate(vocab)
+        if fast.convert_tokens_to_string([t]).strip().endswith(_SENTENCE_ENDS)
+    ]
+    model.generation_config.eos_token_id = [fast.eos_token_id, *stops]
+    model.generation_config.pad_token_id = fast.pad_token_id
     model.save_pretrained(target)
     fast.save_pretrained(target)
 
 
 def weights_digest(model_dir: Path) -> str:
-    """sha256 over the weight files: the `revision` a local model is identified by."""
+    """sha256 over the weights and generation defaults: the `revision` of a local model."""
     files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    files += sorted(model_dir.glob("generation_config.json"))
     return sha256_hex(b"".join(sha256_hex(f.read_bytes()).encode() for f in files))[:16]
 
 

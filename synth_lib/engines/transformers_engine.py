@@ -49,6 +49,10 @@ class TransformersEngine:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch_dtype)
         self.model.to(device).eval()
+        configured = self.model.generation_config.eos_token_id
+        if configured is None:
+            configured = self.tokenizer.eos_token_id
+        self._stop_ids = list(configured) if isinstance(configured, list) else [configured]
         smoke = is_smoke_model_dir(self.model_dir)
         if threads or (smoke and device == "cpu"):
             # A tiny model is all per-op overhead: extra threads only spin against each other.
@@ -115,7 +119,7 @@ class TransformersEngine:
                 temperature=sampling.temperature if do_sample else None,
                 top_p=sampling.top_p if do_sample else None,
                 pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
+                eos_token_id=self._stop_ids,
             )
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()

@@ -1,0 +1,245 @@
+"""Code assets: problem statements, execution-verified solutions, and execution traces."""
+
+import random
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from resources.engine import GenerationEngine
+from resources.sandbox import CodeSandbox
+from synth_assets.common import frame_output, generation_metadata, row_context
+from synth_lib.engines.base import SamplingParams
+from synth_lib.engines.factory import k8s_gpu_op_tags
+from synth_lib.execution_traces import TEMPLATE as TRACE_TEMPLATE
+from synth_lib.execution_traces import recheck, trace
+from synth_lib.prompts import load_template, templates_hash
+from synth_lib.provenance import rows_to_frame
+from synth_lib.reporting import counts_table
+from synth_lib.verified_code import (
+    PROBLEM_STAGE,
+    STAGE,
+    TEMPLATES,
+    problem_rejections,
+    verify_code,
+    write_problems,
+)
+
+PROBLEM_SCHEMA = {"problem": pl.Utf8, "function": pl.Utf8, "accepted": pl.Boolean}
+CODE_SCHEMA = {
+    "prompt": pl.Utf8,
+    "response": pl.Utf8,
+    "tests": pl.Utf8,
+    "function": pl.Utf8,
+    "candidate": pl.Int64,
+    "repaired": pl.Boolean,
+    "accepted": pl.Boolean,
+    "reject_reason": pl.Utf8,
+    "sandbox_mode": pl.Utf8,
+}
+RECHECK_SAMPLE = 25
+TRACE_SCHEMA = {
+    "prompt": pl.Utf8,
+    "response": pl.Utf8,
+    "expression": pl.Utf8,
+    "function": pl.Utf8,
+    "outcome": pl.Utf8,
+}
+
+
+class CodeProblemsConfig(dg.Config):
+    """How many code seeds become problems, and how to sample the statements."""
+
+    max_seeds: int = Field(default=8, description="Code seeds to write problems for (0: all).")
+    temperature: float = Field(default=0.7, description="Sampling temperature.")
+    max_tokens: int = Field(default=256, description="Completion budget per problem statement.")
+    seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
+
+
+class VerifiedCodeConfig(dg.Config):
+    """Candidates per problem and how to sample them (repairs use the same settings)."""
+
+    candidates: int = Field(default=2, description="Candidate solutions per problem (N).")
+    temperature: float = Field(default=0.8, description="Sampling temperature.")
+    max_tokens: int = Field(default=512, description="Completion budget per candidate/repair.")
+    seed: int = Field(default=0, description="Base sampling seed; candidate k uses seed + k.")
+
+
+class TracesConfig(dg.Config):
+    """How many generated inputs per stdlib function, and their seed."""
+
+    per_function: int = Field(default=20, description="Generated calls per traced function.")
+    seed: int = Field(default=0, description="Input-generator seed.")
+    calls_per_process: int = Field(default=200, description="Calls batched per sandbox process.")
+
+
+@dg.asset(
+    group_name="code",
+    kinds={"polars"},
+    code_version=f"code-problems-1-{load_template(TEMPLATES[0]).hash[:12]}",
+    pool="gpu",
+    op_tags=k8s_gpu_op_tags(1),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+)
+def code_problems(
+    context: dg.AssetExecutionContext,
+    config: CodeProblemsConfig,
+    engine: GenerationEngine,
+    code_seeds: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """A programming problem per stdlib function, written by the engine (Llama 3 step 1)."""
+    seeds = code_seeds.sort("id")
+    if config.max_seeds:
+        seeds = seeds.head(config.max_seeds)
+    cached = engine.engine_for(PROBLEM_STAGE)
+    sampling = SamplingParams(config.temperature, max_tokens=config.max_tokens)
+    rows = write_problems(
+        seeds.to_dicts(), cached, row_context(context), sampling=sampling, seed=config.seed
+    )
+    frame = rows_to_frame(rows, PROBLEM_SCHEMA)
+    accepted = int(frame.get_column("accepted").sum()) if frame.height else 0
+    extra = {
+        **generation_metadata(cached, accepted, engine.prices()),
+        "rejection_reasons": dg.MetadataValue.md(counts_table(problem_rejections(rows))),
+    }
+    return frame_output(frame, ["function", "accepted", "problem", "id"], extra)
+
+
+@dg.multi_asset(
+    group_name="code",
+    outs={
+        "verified_code": dg.AssetOut(
+            kinds={"polars"},
+            description="Solutions whose own unit tests passed in the sandbox, with the tests.",
+        ),
+        "verified_code_rejects": dg.AssetOut(
+            kinds={"polars"},
+            description="Every candidate that did not pass, with all its verdicts and reason.",
+        ),
+    },
+    code_version=f"verified-code-1-{templates_hash(*TEMPLATES)}",
+    pool="gpu",
+    op_tags=k8s_gpu_op_tags(1),
+)
+def verified_code(
+    context: dg.AssetExecutionContext,
+    config: VerifiedCodeConfig,
+    engine: GenerationEngine,
+    sandbox: CodeSandbox,
+    code_problems: pl.DataFrame,
+):
+    """Candidates + tests → compile/ruff → sandbox → one repair each; only passes are kept."""
+    box = sandbox.get()
+    cached = engine.engine_for(STAGE)
+    outcome = verify_code(
+        code_problems.sort("id").to_dicts(),
+        cached,
+        box,
+        row_context(context),
+        candidates=config.candidates,
+        sampling=SamplingParams(config.temperature, max_tokens=config.max_tokens),
+        seed=config.seed,
+    )
+    meta = outcome.metadata
+    if cached.identity.is_smoke_model:
+        context.log.warning("smoke model: candidates are noise, expect (almost) no passes")
+    extra = {
+        **generation_metadata(cached, meta["kept"], engine.prices()),
+        **{k: v for k, v in meta.items() if not isinstance(v, dict)},
+        "final_verdicts": dg.MetadataValue.md(counts_table(meta["final_verdicts"], "verdict")),
+        "first_attempt_verdicts": dg.MetadataValue.json(meta["first_attempt_verdicts"]),
+        "repair_verdicts": dg.MetadataValue.json(meta["repair_verdicts"]),
+        "problem_rejections": dg.MetadataValue.md(counts_table(meta["problem_rejections"])),
+        "template_hashes": dg.MetadataValue.json({n: load_template(n).hash for n in TEMPLATES}),
+    }
+    kept = rows_to_frame(outcome.rows, CODE_SCHEMA)
+    rejected = rows_to_frame(outcome.rejected, CODE_SCHEMA)
+    yield frame_output(kept, ["function", "repaired", "response", "tests"], extra, "verified_code")
+    yield frame_output(
+        rejected,
+        ["function", "reject_reason", "response", "id"],
+        {"reasons": dg.MetadataValue.md(counts_table(meta["final_verdicts"], "verdict"))},
+        "verified_code_rejects",
+    )
+
+
+@dg.asset(
+    group_name="code",
+    kinds={"polars"},
+    code_version=f"execution-traces-1-{load_template(TRACE_TEMPLATE).hash[:12]}",
+)
+def execution_traces(
+    context: dg.AssetExecutionContext,
+    config: TracesConfig,
+    sandbox: CodeSandbox,
+    code_seeds: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """Stdlib calls on generated inputs, run in the sandbox: input → output pairs, no model."""
+    outcome = trace(
+        code_seeds.to_dicts(),
+        sandbox.get(),
+        row_context(context),
+        per_function=config.per_function,
+        seed=config.seed,
+        calls_per_process=config.calls_per_process,
+    )
+    meta = outcome.metadata
+    extra = {
+        **{k: v for k, v in meta.items() if not isinstance(v, dict)},
+        "rejected": dg.MetadataValue.md(counts_table(meta["rejected"])),
+        "sandbox_verdicts": dg.MetadataValue.json(meta["sandbox_verdicts"]),
+    }
+    frame = rows_to_frame(outcome.rows, TRACE_SCHEMA)
+    return frame_output(frame, ["expression", "response", "outcome"], extra)
+
+
+@dg.asset_check(
+    asset="verified_code",
+    blocking=True,
+    description="Every kept solution's last test run passed in the sandbox.",
+)
+def verified_code_all_tested(verified_code: pl.DataFrame) -> dg.AssetCheckResult:
+    untested = 0
+    for verdicts in verified_code.get_column("verdicts").to_list():
+        tests = [v for v in verdicts if v["name"] in ("tests", "repair_tests")]
+        untested += not tests or not tests[-1]["passed"]
+    return dg.AssetCheckResult(
+        passed=untested == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rows": verified_code.height, "untested": untested},
+    )
+
+
+@dg.asset_check(
+    asset="verified_code",
+    description="Kept solutions were verified under bubblewrap, not the weaker rlimit_only mode.",
+)
+def verified_code_isolated(verified_code: pl.DataFrame) -> dg.AssetCheckResult:
+    weak = verified_code.filter(pl.col("sandbox_mode") != "bwrap").height
+    return dg.AssetCheckResult(
+        passed=weak == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rows_not_under_bwrap": weak},
+    )
+
+
+@dg.asset_check(
+    asset=execution_traces,
+    blocking=True,
+    description="A random sample of traces, re-run in a fresh sandbox, gives the same answers.",
+)
+def execution_traces_reproduce(
+    execution_traces: pl.DataFrame, sandbox: CodeSandbox
+) -> dg.AssetCheckResult:
+    rows = execution_traces.to_dicts()
+    sample = random.Random(0).sample(rows, min(RECHECK_SAMPLE, len(rows)))
+    mismatched = recheck(sample, sandbox.get())
+    return dg.AssetCheckResult(
+        passed=not mismatched,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rechecked": len(sample),
+            "mismatched": len(mismatched),
+            "examples": dg.MetadataValue.json(mismatched[:5]),
+        },
+    )

@@ -1,0 +1,413 @@
+"""Reasoning and preference data: verified CoT with STaR, DPO pairs, debate verdicts."""
+
+import time
+from collections import Counter
+from dataclasses import asdict
+from importlib.metadata import version
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from resources.engine import GenerationEngine
+from synth_assets.common import frame_output, row_context
+from synth_lib.engines.base import SamplingParams
+from synth_lib.engines.cache import CachedEngine
+from synth_lib.prompts import load_template, templates_hash
+from synth_lib.provenance import rows_to_frame
+from synth_lib.reasoning import cot, debate, judge, preference, tasks
+from synth_lib.reasoning.curate import curate
+from synth_lib.reasoning.seeding import in_share
+from synth_lib.reasoning.tasks import DEFAULT_TASKS, DIFFICULTY_LEVELS
+from synth_lib.reporting import counts_table
+
+GROUP = "reasoning"
+JUDGE_TEMPLATES = (judge.CONSTITUTION, judge.PAIRWISE_TEMPLATE, judge.SCORE_TEMPLATE)
+RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def _md_table(rows: list[dict]) -> str:
+    if not rows:
+        return "_none_"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _model_metadata(cached: CachedEngine, elapsed: float) -> dict:
+    identity = cached.identity
+    return {
+        **cached.stats.as_metadata(),
+        "requests_per_s": round(cached.stats.requests / elapsed, 2) if elapsed else 0.0,
+        "model": f"{identity.backend}:{identity.model}@{identity.revision}",
+        "smoke_model": identity.is_smoke_model,
+    }
+
+
+def _hashes(*names: str) -> dg.MetadataValue:
+    return dg.MetadataValue.json({name: load_template(name).hash for name in names})
+
+
+class ReasoningTasksConfig(dg.Config):
+    """Which procedural reasoning-gym tasks to generate, at which difficulties."""
+
+    tasks: list[str] = Field(
+        default=list(DEFAULT_TASKS), description="reasoning-gym dataset names (with curricula)."
+    )
+    difficulties: list[str] = Field(
+        default=["easy", "medium"], description=f"Subset of {list(DIFFICULTY_LEVELS)}."
+    )
+    per_cell: int = Field(default=1, description="Problems per (task, difficulty).")
+    seed: int = Field(default=0, description="Base seed of the generators (recorded per row).")
+
+
+@dg.asset(group_name=GROUP, kinds={"polars"}, code_version="reasoning-tasks-1")
+def reasoning_tasks(
+    context: dg.AssetExecutionContext, config: ReasoningTasksConfig
+) -> dg.MaterializeResult:
+    """Procedural problems with their own scorers; each row is a seed (source = generator+seed)."""
+    rows = tasks.reasoning_gym_rows(
+        config.tasks, config.difficulties, config.per_cell, row_context(context), config.seed
+    )
+    frame = rows_to_frame(rows, tasks.PAYLOAD_SCHEMA)
+    cells = frame.group_by("task_type", "difficulty").len().sort("task_type", "difficulty")
+    extra = {
+        "reasoning_gym_version": version("reasoning-gym"),
+        "license": tasks.LICENSE,
+        "problems_by_task": dg.MetadataValue.md(_md_table(cells.to_dicts())),
+    }
+    return frame_output(frame, ["task_type", "difficulty", "question", "gold"], extra)
+
+
+class CotConfig(dg.Config):
+    """Sampling, verification, rejection sampling and weighting of chain-of-thought traces."""
+
+    k: int = Field(default=4, description="Solutions sampled per problem (pass@K).")
+    max_math_problems: int = Field(default=4, description="GSM8K problems used (0: all).")
+    max_task_problems: int = Field(default=0, description="reasoning-gym problems used (0: all).")
+    temperature: float = Field(default=0.8, description="Sampling temperature of the solver.")
+    top_p: float = Field(default=0.95, description="Nucleus sampling mass.")
+    max_tokens: int = Field(default=128, description="Completion budget; hitting it = truncated.")
+    rationalize: bool = Field(default=True, description="STaR rationalization for unsolved.")
+    min_rationale_words: int = Field(default=8, description="Shortest acceptable rationale.")
+    judge_scoring: bool = Field(
+        default=True, description="Score kept traces with the constitution judge."
+    )
+    judge_max_tokens: int = Field(default=16, description="Completion budget of the judge.")
+    rs_percentile: float = Field(
+        default=90.0, description="Keep traces at/above this judge-score percentile per problem."
+    )
+    rare_weight: float = Field(default=5.0, description="Weight of verified rare-problem traces.")
+    low_density_quantile: float = Field(
+        default=0.1, description="Seed-density quantile below which a problem is rare."
+    )
+    rare_task_share: float = Field(
+        default=0.05, description="Task types under this share of all seeds are rare."
+    )
+    seed: int = Field(default=0, description="Base sampling seed (part of the cache key).")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"polars"},
+    code_version=f"cot-1-{templates_hash(*cot.TEMPLATES, *JUDGE_TEMPLATES)}",
+    pool="gpu",
+    retry_policy=RETRY,
+)
+def cot_traces(
+    context: dg.AssetExecutionContext,
+    config: CotConfig,
+    engine: GenerationEngine,
+    math_seeds: pl.DataFrame,
+    reasoning_tasks: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """Verified step-by-step solutions (`accepted`), with every failed sample and its reason."""
+    math = math_seeds.sort("id")
+    procedural = reasoning_tasks.sort("id")
+    chosen_math = math.head(config.max_math_problems) if config.max_math_problems else math
+    if config.max_task_problems:
+        procedural = procedural.head(config.max_task_problems)
+    problems = tasks.problems_from_rows(chosen_math.to_dicts() + procedural.to_dicts())
+    distribution = [(r["id"], r["question"], tasks.GSM8K_TASK) for r in math.iter_rows(named=True)]
+    distribution += [
+        (r["id"], r["question"], r["task_type"]) for r in reasoning_tasks.iter_rows(named=True)
+    ]
+    cached = engine.engine_for(cot.STAGE)
+    began = time.perf_counter()
+    outcome = cot.solve(
+        problems,
+        cached,
+        row_context(context),
+        k=config.k,
+        sampling=SamplingParams(config.temperature, config.top_p, config.max_tokens),
+        rationalize=config.rationalize,
+        base_seed=config.seed,
+        min_rationale_words=config.min_rationale_words,
+    )
+    scorer = judge.Judge(
+        cached, sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens), seed=config.seed
+    )
+    curated = curate(
+        outcome,
+        problems,
+        distribution,
+        judge=scorer if config.judge_scoring else None,
+        percentile=config.rs_percentile,
+        rare_weight=config.rare_weight,
+        low_density_quantile=config.low_density_quantile,
+        rare_task_share=config.rare_task_share,
+    )
+    elapsed = time.perf_counter() - began
+    frame = rows_to_frame(curated.rows, cot.FRAME_SCHEMA)
+    accepted = frame.filter(pl.col("accepted"))
+    thresholds = [t.threshold for t in curated.thresholds if t.threshold is not None]
+    if not problems:
+        context.log.warning("no problems: math_seeds and reasoning_tasks are both empty")
+    extra = {
+        **_model_metadata(cached, elapsed),
+        **cot.cot_summary(problems, outcome, config.k),
+        "accepted_rows": accepted.height,
+        "rationalized_rows": int(accepted["rationalized"].sum()) if accepted.height else 0,
+        "pass_rate_by_task": dg.MetadataValue.md(
+            _md_table(cot.pass_table(problems, outcome, config.k))
+        ),
+        "drop_reasons": dg.MetadataValue.md(counts_table(curated.drops)),
+        "rs_percentile": config.rs_percentile,
+        "rs_groups_with_threshold": len(thresholds),
+        "rs_median_threshold": float(pl.Series(thresholds).median()) if thresholds else None,
+        "rs_thresholds": dg.MetadataValue.md(
+            _md_table([asdict(t) for t in curated.thresholds if t.threshold is not None][:20])
+        ),
+        "judge_unscored_traces": curated.unscored,
+        "upweighted_rows": dg.MetadataValue.json(dict(curated.weighted)),
+        "rows_per_s": round(frame.height / elapsed, 2) if elapsed else 0.0,
+        "template_hashes": _hashes(*cot.TEMPLATES, *JUDGE_TEMPLATES),
+    }
+    preview = ["accepted", "task_type", "difficulty", "predicted", "gold", "weight", "response"]
+    return frame_output(frame, preview, extra)
+
+
+class PreferenceConfig(dg.Config):
+    """How DPO pairs are built from verified and judged responses."""
+
+    max_pairs_per_prompt: int = Field(default=2, description="Verified pairs per prompt.")
+    include_code: bool = Field(
+        default=True, description="Pair sandbox-passed code with failed code for the same prompt."
+    )
+    judged: bool = Field(
+        default=True, description="Also build RLAIF pairs from correct-vs-correct traces."
+    )
+    judged_pairs_per_prompt: int = Field(default=1, description="Judged pairs per prompt.")
+    judge_max_tokens: int = Field(default=16, description="Completion budget of the judge.")
+    seed: int = Field(default=0, description="Judge seed (part of the cache key).")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"polars"},
+    code_version=f"pairs-1-{templates_hash(*JUDGE_TEMPLATES)}",
+    pool="gpu",
+    retry_policy=RETRY,
+)
+def preference_pairs(
+    context: dg.AssetExecutionContext,
+    config: PreferenceConfig,
+    engine: GenerationEngine,
+    cot_traces: pl.DataFrame,
+    verified_code: pl.DataFrame,
+    verified_code_rejects: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """TRL DPO rows (prompt/chosen/rejected): verified pairs (CoT, code), then judged pairs."""
+    ctx = row_context(context)
+    traces = cot_traces.sort("id")
+    correct = traces.filter(pl.col("correct"))
+    began = time.perf_counter()
+    verified = preference.verified_pairs(
+        preference.candidates_from_frame(traces.filter(pl.col("accepted"))),
+        preference.candidates_from_frame(traces.filter(~pl.col("correct"))),
+        ctx,
+        source="verified_cot",
+        max_pairs_per_prompt=config.max_pairs_per_prompt,
+    )
+    if config.include_code:
+        # a candidate that never became a program (truncated, empty) is no rejected completion
+        failed = verified_code_rejects.filter(
+            pl.col("reject_reason").fill_null("") != "generation_failed"
+        )
+        code_rows = pl.concat([verified_code, failed], how="diagonal_relaxed").sort("id")
+        good, bad = preference.split_verified(code_rows, passed="accepted")
+        code = preference.verified_pairs(
+            good, bad, ctx, source="verified_code", max_pairs_per_prompt=config.max_pairs_per_prompt
+        )
+        verified.rows += code.rows
+        verified.drops.update({f"code_{k}": v for k, v in code.drops.items()})
+    cached = engine.engine_for(preference.STAGE)
+    rlaif = preference.PairOutcome()
+    if config.judged:
+        rlaif = preference.judged_pairs(
+            preference.candidates_from_frame(correct),
+            judge.Judge(
+                cached, sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens), seed=config.seed
+            ),
+            ctx,
+            source="judged_cot",
+            max_pairs_per_prompt=config.judged_pairs_per_prompt,
+        )
+    elapsed = time.perf_counter() - began
+    frame = rows_to_frame(verified.rows + rlaif.rows, preference.FRAME_SCHEMA)
+    by_source = Counter(frame["pair_source"].to_list())
+    extra = {
+        **_model_metadata(cached, elapsed),
+        "pairs_by_source": dg.MetadataValue.md(counts_table(by_source, "source", "pairs")),
+        "drop_reasons": dg.MetadataValue.md(counts_table(verified.drops + rlaif.drops)),
+        "judge_comparisons": sum(rlaif.drops.values()) + len(rlaif.rows),
+        "constitution_hash": load_template(judge.CONSTITUTION).hash,
+        "rows_per_s": round(frame.height / elapsed, 2) if elapsed else 0.0,
+        "template_hashes": _hashes(*JUDGE_TEMPLATES),
+    }
+    return frame_output(frame, ["pair_source", "prompt", "chosen", "rejected", "weight"], extra)
+
+
+class DebateConfig(dg.Config):
+    """Which unverifiable samples are debated, for how long."""
+
+    share: float = Field(
+        default=0.25, description="Share of accepted rephrasings and judged pairs debated (by id)."
+    )
+    max_items: int = Field(
+        default=8, description="Cap on debated samples per source stage (0: no cap)."
+    )
+    rounds: int = Field(default=2, description="Proponent/opponent rounds before judging.")
+    max_tokens: int = Field(default=64, description="Completion budget per debate turn.")
+    judge_max_tokens: int = Field(default=16, description="Completion budget of the judge.")
+    seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
+
+
+def _debate_items(
+    config: DebateConfig, rephrasings: pl.DataFrame, pairs: pl.DataFrame, seeds: pl.DataFrame
+) -> list[debate.DebateItem]:
+    cap = config.max_items or None
+    source_text = dict(zip(seeds["id"], seeds["text"], strict=True))
+    items = []
+    for row in rephrasings.filter(pl.col("accepted")).sort("id").iter_rows(named=True):
+        if in_share(row["id"], config.share, "debate"):
+            passage = source_text.get(row["parent_ids"][0], "")
+            context = (
+                f"Source passage:\n{passage}\n\nRewrite ({row['style']} style):\n{row['text']}"
+            )
+            claim = "The rewrite preserves the source's meaning and adds nothing it does not say."
+            items.append(debate.DebateItem(claim, context, row))
+    items = items[:cap]
+    judged_rows = pairs.filter(pl.col("pair_source").str.starts_with("judged")).sort("id")
+    pair_items = []
+    for row in judged_rows.iter_rows(named=True):
+        if in_share(row["id"], config.share, "debate"):
+            context = (
+                f"Prompt:\n{row['prompt']}\n\nResponse 1:\n{row['chosen']}\n\n"
+                f"Response 2:\n{row['rejected']}"
+            )
+            claim = "Response 1 is more correct, faithful and clearly reasoned than Response 2."
+            pair_items.append(debate.DebateItem(claim, context, row))
+    return items + pair_items[:cap]
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"polars"},
+    code_version=f"debate-1-{templates_hash(*debate.TEMPLATES)}",
+    pool="gpu",
+    retry_policy=RETRY,
+)
+def debate_verdicts(
+    context: dg.AssetExecutionContext,
+    config: DebateConfig,
+    engine: GenerationEngine,
+    rephrasings: pl.DataFrame,
+    preference_pairs: pl.DataFrame,
+    text_seeds: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """Debate-checked verdicts on unverifiable samples; rejected ones must leave the mix."""
+    items = _debate_items(config, rephrasings, preference_pairs, text_seeds)
+    cached = engine.engine_for(debate.STAGE)
+    judge_sampling = SamplingParams(0.0, 1.0, config.judge_max_tokens)
+    began = time.perf_counter()
+    outcomes = debate.run_debates(
+        items,
+        cached,
+        rounds=config.rounds,
+        sampling=SamplingParams(0.7, 0.95, config.max_tokens),
+        judge_sampling=judge_sampling,
+        seed=config.seed,
+    )
+    rows = debate.verdict_rows(
+        outcomes,
+        cached,
+        row_context(context),
+        rounds=config.rounds,
+        judge_sampling=judge_sampling,
+        seed=config.seed,
+    )
+    elapsed = time.perf_counter() - began
+    frame = rows_to_frame(rows, debate.PAYLOAD_SCHEMA)
+    accepted = int(frame["accepted"].sum()) if frame.height else 0
+    extra = {
+        **_model_metadata(cached, elapsed),
+        "debated": frame.height,
+        "debated_by_stage": dg.MetadataValue.json(dict(Counter(frame["target_stage"].to_list()))),
+        "accepted": accepted,
+        "rejected": frame.height - accepted,
+        "judge_consistency": round(float(frame["consistent"].mean()), 4) if frame.height else None,
+        "reasons": dg.MetadataValue.md(counts_table(Counter(frame["reason"].to_list()))),
+        "rows_per_s": round(frame.height / elapsed, 2) if elapsed else 0.0,
+        "template_hashes": _hashes(*debate.TEMPLATES),
+    }
+    return frame_output(frame, ["target_stage", "verdict", "reason", "transcript_sha256"], extra)
+
+
+@dg.asset_check(
+    asset=cot_traces, blocking=True, description="Accepted traces are verified and weighted."
+)
+def cot_traces_accepted_verified(cot_traces: pl.DataFrame) -> dg.AssetCheckResult:
+    accepted = cot_traces.filter(pl.col("accepted"))
+    problems = {
+        "accepted_not_correct": accepted.filter(~pl.col("correct")).height,
+        "accepted_without_answer": accepted.filter(pl.col("predicted").is_null()).height,
+        "weight_below_one": accepted.filter(pl.col("weight") < 1.0).height,
+        "rationalized_without_verdict": accepted.filter(
+            pl.col("rationalized")
+            & ~pl.col("verdicts")
+            .list.eval(pl.element().struct.field("name") == "rationalized")
+            .list.any()
+        ).height,
+    }
+    return dg.AssetCheckResult(
+        passed=not any(problems.values()),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"accepted_rows": accepted.height, **problems},
+    )
+
+
+@dg.asset_check(
+    asset=preference_pairs, blocking=True, description="Every pair is a usable DPO example."
+)
+def preference_pairs_well_formed(preference_pairs: pl.DataFrame) -> dg.AssetCheckResult:
+    empty = pl.any_horizontal(
+        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+        for c in ("prompt", "chosen", "rejected")
+    )
+    problems = {
+        "empty_fields": preference_pairs.filter(empty).height,
+        "chosen_equals_rejected": preference_pairs.filter(
+            pl.col("chosen").str.strip_chars() == pl.col("rejected").str.strip_chars()
+        ).height,
+        "not_two_parents": preference_pairs.filter(pl.col("parent_ids").list.len() != 2).height,
+        "judged_without_constitution": preference_pairs.filter(
+            pl.col("pair_source").str.starts_with("judged") & pl.col("constitution_hash").is_null()
+        ).height,
+    }
+    return dg.AssetCheckResult(
+        passed=not any(problems.values()),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"pairs": preference_pairs.height, **problems},
+    )

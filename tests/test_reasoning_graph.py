@@ -1,0 +1,152 @@
+"""The reasoning stages end to end through the real transformers path with the smoke model.
+
+The smoke model has random weights, so pass rates are ~0 and most output is truncated
+noise: this proves the plumbing (requests, parsing of noise, provenance, metadata,
+caching), not data quality. Debate and pairwise judging get few or no inputs from noise,
+so they are also driven directly through the same engine.
+"""
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from synth_assets import code, reasoning, rephrasings, seeds
+from synth_jobs.profiles import local_resources
+from synth_lib.engines.base import SamplingParams
+from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
+from synth_lib.reasoning.debate import DebateItem, run_debates, verdict_rows
+from synth_lib.reasoning.judge import Comparison, Judge
+
+pytestmark = pytest.mark.slow
+
+ASSETS = [
+    seeds.seeds,
+    rephrasings.rephrasings,
+    *code.verified_code.to_source_assets(),
+    *dg.load_assets_from_modules([reasoning]),
+    *dg.load_asset_checks_from_modules([reasoning]),
+]
+REASONING_KEYS = ["reasoning_tasks", "cot_traces", "preference_pairs", "debate_verdicts"]
+
+
+def _config(gsm8k: str) -> dict:
+    return {
+        "ops": {
+            "seeds": {"config": {"max_math_seeds": 50, "gsm8k_path": gsm8k}},
+            "rephrasings": {"config": {"max_seeds": 2, "styles": ["easy"], "max_tokens": 16}},
+            "reasoning_tasks": {
+                "config": {"tasks": ["chain_sum", "gcd"], "difficulties": ["easy", "hard"]}
+            },
+            "cot_traces": {"config": {"k": 2, "max_math_problems": 2, "max_tokens": 24}},
+            "debate_verdicts": {"config": {"share": 1.0, "rounds": 1, "max_tokens": 12}},
+        }
+    }
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        if event.materialization.asset_key.to_user_string() == key:
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+    raise AssertionError(f"{key} not materialized")
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory, smoke_models_dir):
+    from tests.conftest import SHARED_GSM8K
+
+    gsm8k = SHARED_GSM8K / "train.jsonl"
+    home = tmp_path_factory.mktemp("reasoning")
+    resources = local_resources(home)
+    resources["engine"] = resources["engine"].model_copy(
+        update={"models_dir": str(smoke_models_dir)}
+    )
+    # the code stage needs the sandbox; here its outputs are present but empty
+    (home / "data").mkdir()
+    for name in ("verified_code", "verified_code_rejects"):
+        rows_to_frame([], code.CODE_SCHEMA).write_parquet(home / "data" / f"{name}.parquet")
+    config = _config(str(gsm8k) if gsm8k.is_file() else "")
+    result = dg.materialize(
+        ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=config
+    )
+    return home, resources, config, result
+
+
+def test_stages_materialize_with_metadata(graph) -> None:
+    home, _, _, result = graph
+    assert result.success
+    tasks_meta = _metadata(result, "reasoning_tasks")
+    assert tasks_meta["dagster/row_count"] == 4
+    cot = _metadata(result, "cot_traces")
+    assert cot["smoke_model"] is True and cot["engine_requests"] > 0
+    assert cot["requests"] >= cot["problems"] * 2
+    for key in ("pass_at_k", "sample_pass_rate", "rationalization_yield"):
+        assert 0.0 <= cot[key] <= 1.0
+    assert cot["requests_per_s"] > 0
+    assert "| chain_sum | hard |" in cot["pass_rate_by_task"]
+    pairs = _metadata(result, "preference_pairs")
+    assert len(pairs["constitution_hash"]) == 16
+    frames = {k: pl.read_parquet(home / "data" / f"{k}.parquet") for k in REASONING_KEYS}
+    traces = frames["cot_traces"]
+    if traces.height:
+        assert traces["generator"].struct.field("is_smoke_model").all()
+        assert traces.filter(pl.col("accepted"))["correct"].all()
+    assert frames["preference_pairs"].columns[:3] == ["prompt", "chosen", "rejected"]
+    assert "transcript_sha256" in frames["debate_verdicts"].columns
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"cot_traces_accepted_verified": True, "preference_pairs_well_formed": True}
+
+
+def test_rerun_hits_the_cache_and_keeps_ids(graph) -> None:
+    home, resources, config, _ = graph
+    before = pl.read_parquet(home / "data" / "cot_traces.parquet")["id"].sort().to_list()
+    again = dg.materialize(
+        ASSETS,
+        selection=["cot_traces"],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"cot_traces": config["ops"]["cot_traces"]}},
+    )
+    meta = _metadata(again, "cot_traces")
+    assert meta["engine_requests"] == 0 and meta["cache_hits"] == meta["requests"]
+    after = pl.read_parquet(home / "data" / "cot_traces.parquet")["id"].sort().to_list()
+    assert before == after
+
+
+def test_debate_and_judge_parse_smoke_model_noise(graph) -> None:
+    _, resources, _, _ = graph
+    engine = resources["engine"].engine_for("reasoning-smoke")
+    ctx = RowContext("smoke")
+    seed = make_row(
+        stage="text_seeds", payload={"text": "t"}, ctx=ctx, source=Source("d", "1", "x")
+    )
+    target = make_row(stage="rephrasings", payload={"text": "r"}, ctx=ctx, parents=[seed])
+    outcomes = run_debates(
+        [DebateItem("The rewrite is faithful.", "Source: t\nRewrite: r", target)],
+        engine,
+        rounds=1,
+        sampling=SamplingParams(0.7, 0.95, 8),
+        judge_sampling=SamplingParams(0.0, 1.0, 8),
+    )
+    rows = verdict_rows(outcomes, engine, ctx, rounds=1)
+    assert rows[0]["reason"] in {
+        "judge_accepted",
+        "judge_rejected",
+        "judge_inconsistent",
+        "judge_unparseable",
+        "debater_truncated",
+        "debater_empty",
+        "debater_refusal",
+    }
+    assert rows[0]["accepted"] == (rows[0]["reason"] == "judge_accepted")
+    assert rows[0]["generator"]["is_smoke_model"] is True
+    judgement = Judge(engine, sampling=SamplingParams(0.0, 1.0, 8)).compare(
+        [Comparison("k", "2+2?", "4", "5")]
+    )[0]
+    assert judgement.reason in {
+        "consistent",
+        "tie",
+        "position_inconsistent",
+        "unparseable_judge_output",
+    }
+    debate_requests = 1 if rows[0]["reason"].startswith("debater_") else 4
+    assert engine.stats.engine_calls == debate_requests + 2
