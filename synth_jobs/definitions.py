@@ -2,17 +2,25 @@
 
 import dagster as dg
 
-from synth_assets import code, generation_failures, reasoning, rephrasings, seeds, training_mix
+from synth_assets import (
+    code,
+    curation,
+    generation_failures,
+    reasoning,
+    rephrasings,
+    seeds,
+    training_mix,
+)
 from synth_jobs.profiles import local_resources
 
-ASSET_MODULES = [seeds, rephrasings, code, reasoning, training_mix, generation_failures]
+ASSET_MODULES = [seeds, rephrasings, code, reasoning, training_mix, curation, generation_failures]
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 synth_all = dg.define_asset_job(
     "synth_all",
     selection=dg.AssetSelection.all(),
-    description="Materialize the whole graph: seeds → synthetic stages → training mix.",
+    description="Materialize the whole graph: seeds → synthetic stages → mix → curation.",
 )
 
 daily_refresh = dg.ScheduleDefinition(

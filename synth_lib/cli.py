@@ -12,7 +12,7 @@ from pathlib import Path
 
 from synth_lib.lineage import ancestry, load_index, parquet_files
 
-FEATURE_COMMANDS: tuple[str, ...] = ("sandbox",)
+FEATURE_COMMANDS: tuple[str, ...] = ("sandbox", "dedup", "decontam")
 
 
 def _default_data_dir() -> Path:

@@ -34,23 +34,35 @@ MANIFEST_NAME = "manifest.json"
 
 
 def to_mix_schema(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
-    """Project a stage's rows onto the mix schema; prompt/response rows get a `text` view too."""
+    """Project a stage's rows onto the mix schema.
+
+    Prompt/response rows, question/answer seeds and DPO pairs (prompt/chosen/rejected)
+    get a `text` view too (prompt + response, or prompt + chosen), so text-level
+    curation sees every row.
+    """
+    if "question" in frame.columns and "prompt" not in frame.columns:
+        frame = frame.rename({"question": "prompt", "answer": "response"})
     cols = frame.columns
-    prompt = pl.col("prompt") if "prompt" in cols else pl.lit(None, pl.Utf8)
-    response = pl.col("response") if "response" in cols else pl.lit(None, pl.Utf8)
+
+    def col(name: str) -> pl.Expr:
+        return pl.col(name) if name in cols else pl.lit(None, pl.Utf8)
+
+    answer = col("response") if "response" in cols else col("chosen")
     if "text" in cols:
         text = pl.col("text")
     else:
-        text = pl.concat_str([prompt, response], separator="\n\n")
-    weight = pl.col("weight").cast(pl.Float64) if "weight" in cols else pl.lit(1.0)
+        text = pl.concat_str([col("prompt"), answer], separator="\n\n")
+    weight = pl.col("weight").cast(pl.Float64).fill_null(1.0) if "weight" in cols else pl.lit(1.0)
     return frame.select(
         text.cast(pl.Utf8).alias("text"),
-        prompt.cast(pl.Utf8).alias("prompt"),
-        response.cast(pl.Utf8).alias("response"),
+        *(
+            col(name).cast(pl.Utf8).alias(name)
+            for name in ("prompt", "response", "chosen", "rejected")
+        ),
         pl.lit(kind).alias("kind"),
         weight.alias("weight"),
         *PROVENANCE_COLUMNS,
-    )
+    ).cast(MIX_PAYLOAD_SCHEMA)
 
 
 def accepted_only(frame: pl.DataFrame) -> pl.DataFrame:

@@ -37,3 +37,22 @@ def test_shards_manifest_and_corruption(tmp_path):
     shard.write_bytes(bytes(data))
     with pytest.raises(ManifestError, match=r"part-00001\.parquet"):
         verify_shards(target)
+
+
+def test_every_row_kind_gets_a_text_view():
+    from datetime import UTC, datetime
+
+    from synth_lib.mix import to_mix_schema
+    from synth_lib.provenance import PROVENANCE_SCHEMA
+
+    prov = {name: [None] for name in PROVENANCE_SCHEMA}
+    prov["id"] = ["x"]
+    prov["created_at"] = [datetime(2026, 1, 1, tzinfo=UTC)]
+    math = pl.DataFrame({"question": ["2+2?"], "answer": ["4\n#### 4"], "gold": ["4"], **prov})
+    pair = pl.DataFrame({"prompt": ["p"], "chosen": ["good"], "rejected": ["bad"], **prov})
+    text = pl.DataFrame({"text": ["plain"], **prov})
+    assert to_mix_schema(math, "math")["text"].to_list() == ["2+2?\n\n4\n#### 4"]
+    assert to_mix_schema(math, "math")["response"].to_list() == ["4\n#### 4"]
+    out = to_mix_schema(pair, "preference")
+    assert (out["text"][0], out["rejected"][0]) == ("p\n\ngood", "bad")
+    assert to_mix_schema(text, "text")["weight"].to_list() == [1.0]

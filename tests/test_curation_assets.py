@@ -1,0 +1,173 @@
+"""`decontaminated_mix` in Dagster: planted benchmark rows go, and the blocking checks hold."""
+
+import json
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from resources.parquet_io import PolarsParquetIOManager
+from resources.storage import SynthStorage
+from synth_assets import curation
+from synth_lib.decontam import humaneval_items
+from synth_lib.mix import to_mix_schema
+from synth_lib.provenance import Generator, RowContext, Source, make_row, rows_to_frame
+
+GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
+CHECKS = [
+    curation.decontaminated_mix_no_benchmark_leak,
+    curation.decontaminated_mix_quality_gates,
+    curation.decontaminated_mix_drift_soft,
+    curation.decontaminated_mix_drift_hard,
+]
+
+
+@pytest.fixture(scope="module")
+def gsm8k_questions() -> list[str]:
+    if not GSM8K_TEST.is_file():
+        pytest.skip(f"GSM8K test split not found at {GSM8K_TEST}")
+    return [json.loads(line)["question"] for line in GSM8K_TEST.open()][:4]
+
+
+def _mix(gsm8k_questions: list[str]) -> pl.DataFrame:
+    ctx = RowContext(run_id="test-run")
+    gen = Generator("scripted", "m", "r", "rephrase_easy", "h", "{}", 0)
+    names = sorted(topics)[:12]
+    seeds = [
+        make_row(
+            stage="text_seeds",
+            payload={"text": " ".join(topics[n].split()[:70])},
+            ctx=ctx,
+            source=Source("python-language-reference", n, "PSF-2.0"),
+        )
+        for n in names
+    ]
+
+    def synthetic(text: str, parent: dict) -> dict:
+        return make_row(
+            stage="rephrasings", payload={"text": text}, ctx=ctx, parents=[parent], generator=gen
+        )
+
+    rows = [*seeds]
+    rows += [
+        synthetic(" ".join(topics[n].split()[70:140]), s) for n, s in zip(names, seeds, strict=True)
+    ]
+    rows += [synthetic("Word problem: " + q, seeds[0]) for q in gsm8k_questions]
+    rows += [synthetic(p.text, seeds[1]) for p in humaneval_items()[:3]]
+    rows.append(
+        make_row(
+            stage="execution_traces",
+            payload={"text": "What does `math.sqrt(16.0)` return?\n\n4.0"},
+            ctx=ctx,
+            parents=[seeds[2]],
+            generator=gen,
+        )
+    )
+    return to_mix_schema(rows_to_frame(rows, {"text": pl.Utf8}), "text")
+
+
+def _stub(name: str, frame: pl.DataFrame, metadata: dict | None = None) -> dg.AssetsDefinition:
+    @dg.asset(name=name)
+    def stub() -> dg.MaterializeResult:
+        return dg.MaterializeResult(value=frame, metadata=metadata or {})
+
+    return stub
+
+
+def _resources(tmp_path: Path) -> dict:
+    return {
+        "storage": SynthStorage(home=str(tmp_path)),
+        "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path / "data")),
+    }
+
+
+def test_planted_items_are_removed_and_every_check_passes(tmp_path, gsm8k_questions):
+    mix = _mix(gsm8k_questions)
+    config = {"benchmark_paths": [str(GSM8K_TEST)], "humaneval": True}
+    result = dg.materialize(
+        [_stub("training_mix", mix), curation.decontaminated_mix, *CHECKS],
+        resources=_resources(tmp_path),
+        run_config={"ops": {"decontaminated_mix": {"config": config}}},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == dict.fromkeys([c.check_key.name for c in CHECKS], True)
+    out = pl.read_parquet(tmp_path / "data" / "decontaminated_mix.parquet")
+    planted = {"Word problem: " + q for q in gsm8k_questions} | {
+        p.text for p in humaneval_items()[:3]
+    }
+    assert not planted & set(out.get_column("text").to_list())
+    assert out.filter(~pl.col("is_synthetic")).height == 12  # every human seed survives
+    assert out.filter(pl.col("stage") == "execution_traces").height == 1  # not anchored
+    rejected = pl.read_parquet(tmp_path / "data" / "curation_rejects" / "rejected.parquet")
+    leak_reasons = (
+        rejected.select(pl.col("verdicts").list.last())
+        .unnest("verdicts")
+        .filter(pl.col("name") == "decontam")
+        .get_column("reason")
+        .to_list()
+    )
+    assert {r.split(":")[0] for r in leak_reasons} == {
+        *(f"gsm8k-test/{i}" for i in range(4)),
+        *(f"humaneval/{p.item_id}" for p in humaneval_items()[:3]),
+    }
+    metadata = result.asset_materializations_for_node("decontaminated_mix")[0].metadata
+    assert metadata["flagged_by_benchmark"].value == {"gsm8k-test": 4, "humaneval": 3}
+    assert metadata["drift_metrics"].value["human_rows"] == 12
+    assert "data:image/png;base64," in metadata["drift_trend"].value
+    kept_verdicts = out.get_column("verdicts").list.eval(pl.element().struct.field("name"))
+    assert all({"decontam", "dedup"} <= set(v) for v in kept_verdicts.to_list())
+
+
+def test_blocking_leak_check_fails_and_stops_downstream_when_items_remain(
+    tmp_path, gsm8k_questions
+):
+    leaky = _stub(
+        "decontaminated_mix",
+        _mix(gsm8k_questions),
+        {"check_spec": dg.MetadataValue.json({"benchmark_paths": [str(GSM8K_TEST)]})},
+    )
+
+    @dg.asset(deps=["decontaminated_mix"])
+    def trainer() -> None:
+        raise AssertionError("must not run: the blocking check failed")
+
+    result = dg.materialize(
+        [leaky, trainer, curation.decontaminated_mix_no_benchmark_leak],
+        resources=_resources(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["flagged"].value == 7
+    assert result.asset_materializations_for_node("trainer") == []
+
+
+def test_drift_checks_judge_recorded_metrics_with_two_severities(tmp_path):
+    frame = _mix([]).head(3)
+    spec = {
+        "soft_bounds": {"kl_to_human": [None, 1.0]},
+        "hard_bounds": {"kl_to_human": [None, 2.0]},
+    }
+    stub = _stub(
+        "decontaminated_mix",
+        frame,
+        {
+            "drift_metrics": dg.MetadataValue.json({"synthetic_rows": 3, "kl_to_human": 1.5}),
+            "check_spec": dg.MetadataValue.json(spec),
+        },
+    )
+    result = dg.materialize(
+        [stub, curation.decontaminated_mix_drift_soft, curation.decontaminated_mix_drift_hard],
+        resources=_resources(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    by_name = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    soft, hard = by_name["decontaminated_mix_drift_soft"], by_name["decontaminated_mix_drift_hard"]
+    assert not soft.passed and soft.severity == dg.AssetCheckSeverity.WARN
+    assert "kl_to_human=1.5 above soft maximum 1.0" in soft.description
+    assert hard.passed and hard.severity == dg.AssetCheckSeverity.ERROR

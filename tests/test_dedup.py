@@ -1,0 +1,138 @@
+"""Near-duplicate removal: normalisation, shingle hashing, clustering and the kept row."""
+
+import random
+from pydoc_data.topics import topics
+
+import numpy as np
+import polars as pl
+import pytest
+
+from synth_lib.dedup import (
+    DedupConfig,
+    dedup_frame,
+    find_duplicates,
+    ngram_hashes,
+    normalise,
+    text_keys,
+    tokenise,
+)
+
+
+def _passages(count: int, words: int = 120) -> list[str]:
+    out = []
+    for name in sorted(topics):
+        w = topics[name].split()
+        if len(w) >= words:
+            out.append(" ".join(w[:words]))
+    return out[:count]
+
+
+def _edit(text: str, rate: float, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    words = text.split()
+    for i in rng.sample(range(len(words)), round(rate * len(words))):
+        words[i] = rng.choice(["alpha", "beta", "gamma", "delta", "omega"])
+    return " ".join(words)
+
+
+def test_normalise_folds_case_punctuation_and_unicode_punctuation():
+    got = normalise(["Héllo, WORLD… “quoted”\u00a0x–y", None]).to_pylist()
+    assert got[0].split() == ["héllo", "world", "quoted", "x", "y"]
+    assert got[1] == ""
+
+
+def test_token_hashes_are_stable_and_ignore_formatting():
+    a = tokenise(["The quick, brown fox!", "the   QUICK brown\tfox", "", None])
+    b = tokenise(["the quick brown fox"])
+    assert a.lengths.tolist() == [4, 4, 0, 0]
+    assert np.array_equal(a.hashes[:4], b.hashes)
+    keys = text_keys(a)
+    assert keys[0] == keys[1] and keys[2] == keys[3] and keys[0] != keys[2]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 13])
+def test_ngram_hashes_stay_inside_each_text(n):
+    texts = ["a b c d e f g h i j k l m n o p", "q r", "", "s t u v w x y z a b c d e f"]
+    tokens = tokenise(texts)
+    doc, grams = ngram_hashes(tokens, n)
+    expected_per_text = [max(length - n + 1, 1) if length else 0 for length in tokens.lengths]
+    assert np.bincount(doc, minlength=len(texts)).tolist() == expected_per_text
+    # the same words in another text give the same gram hashes (position-independent)
+    _, again = ngram_hashes(tokenise(["x " + texts[0]]), n)
+    assert set(grams[doc == 0].tolist()) <= set(again.tolist())
+
+
+def test_exact_and_near_duplicates_cluster_and_unrelated_do_not():
+    base = _passages(6)
+    texts = [*base, base[0].upper(), _edit(base[1], 0.1), _edit(base[2], 0.2, seed=3)]
+    result = find_duplicates(texts)
+    cid = result.cluster_id
+    assert cid[6] == cid[0] and "exact duplicate" in result.reason[6]
+    assert cid[7] == cid[1] and "near duplicate" in result.reason[7]
+    assert cid[8] == cid[2]
+    assert len({cid[i] for i in range(6)}) == 6  # unrelated passages stay apart
+    assert result.kept.tolist() == [True] * 6 + [False] * 3
+    assert result.stats()["exact_duplicates"] == 1
+    assert result.stats()["near_duplicates"] == 2
+
+
+def test_human_seed_is_kept_over_its_synthetic_near_copy_across_stages():
+    seed = _passages(1)[0]
+    texts = [_edit(seed, 0.05), seed]
+    result = find_duplicates(texts, keys=["aaa-rephrasing", "zzz-seed"], is_synthetic=[True, False])
+    assert result.kept.tolist() == [False, True]
+    assert result.cluster_id == ["zzz-seed", "zzz-seed"]
+    assert result.reason[0].startswith("near duplicate of zzz-seed")
+
+
+def test_result_does_not_depend_on_row_order():
+    base = _passages(8)
+    texts = [*base, _edit(base[0], 0.1), _edit(base[5], 0.1, seed=1)]
+    keys = [f"k{i:02d}" for i in range(len(texts))]
+    first = find_duplicates(texts, keys=keys)
+    order = list(reversed(range(len(texts))))
+    second = find_duplicates([texts[i] for i in order], keys=[keys[i] for i in order])
+    kept_first = {k for k, kept in zip(keys, first.kept, strict=True) if kept}
+    kept_second = {keys[i] for i, kept in zip(order, second.kept, strict=True) if kept}
+    assert kept_first == kept_second
+    assert len(kept_first) == 8
+
+
+def test_dedup_frame_adds_columns_and_keeps_every_row():
+    base = _passages(3)
+    frame = pl.DataFrame({"id": ["a", "b", "c", "d"], "text": [*base, base[0] + "!"]})
+    out, result = dedup_frame(frame, DedupConfig(ngram=3, threshold=0.5))
+    assert out.height == 4
+    assert out.get_column("cluster_id").to_list() == ["a", "b", "c", "a"]
+    assert out.get_column("kept").to_list() == [True, True, True, False]
+    assert result.clusters == 1
+
+
+def test_empty_input_and_invalid_config():
+    result = find_duplicates([])
+    assert result.kept.tolist() == [] and result.stats()["rows"] == 0
+    with pytest.raises(ValueError, match="exceeds num_perm"):
+        DedupConfig(num_perm=64, bands=42, rows=3)
+
+
+def test_shared_prompt_template_alone_does_not_make_duplicates():
+    template = (
+        "In Python, with the needed modules imported, what does {call} return? Answer with the "
+        "repr of the result, or with raises ExceptionType: message if the call raises. {answer}"
+    )
+    calls = [
+        (f"math.{fn}({x})", f"{x * 7 % 13}") for fn in ("sqrt", "log", "exp") for x in range(20)
+    ]
+    texts = [template.format(call=c, answer=a) for c, a in calls]
+    templated = DedupConfig(ngram=3, threshold=0.5, max_shingle_share=0.05)
+    assert find_duplicates(texts, config=templated).kept.all()
+    assert find_duplicates(texts, config=DedupConfig(ngram=3, threshold=0.5)).kept.sum() < 10
+    near_copy = texts[5] + " indeed it does"
+    result = find_duplicates([*texts, near_copy], config=templated)
+    assert not result.kept[-1] and result.reason[-1].startswith("near duplicate")
+
+
+def test_banding_fits_the_threshold():
+    assert (DedupConfig().bands, DedupConfig().rows) == (42, 3)
+    assert (DedupConfig(threshold=0.7).bands, DedupConfig(threshold=0.7).rows) == (16, 8)
+    assert DedupConfig(bands=10, rows=5).bands == 10
