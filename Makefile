@@ -25,11 +25,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# bubblewrap for the code sandbox; installed from the distribution when missing.
+# bubblewrap for the code sandbox, chromium for the UI test: from the distribution when missing.
 system-deps:
-	@command -v bwrap >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
-	  else echo "bubblewrap is missing: install it (e.g. sudo apt-get install bubblewrap)"; exit 1; fi; }
+	@{ command -v bwrap && command -v chromium; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap chromium; \
+	  else echo "install bubblewrap and chromium (e.g. sudo apt-get install bubblewrap chromium)"; exit 1; fi; }
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)

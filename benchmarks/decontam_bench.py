@@ -20,10 +20,10 @@ import inspect
 import json
 import os
 import random
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from timing import interleaved
 
 from synth_lib.decontam import BenchmarkIndex, DecontamConfig, file_items, humaneval_items
 
@@ -121,20 +121,6 @@ class NgramSetBaseline:
             w = text.lower().split()
             out.append(any(tuple(w[i : i + n]) in grams for i in range(len(w) - n + 1)))
         return out
-
-
-def interleaved(
-    fns: dict[str, Callable[[], object]], repeats: int
-) -> dict[str, tuple[object, float]]:
-    """Run the candidates in turn, `repeats` rounds, so a busy machine slows them alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    outputs: dict[str, object] = {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            outputs[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (outputs[name], statistics.median(times[name])) for name in fns}
 
 
 def main() -> None:

@@ -18,14 +18,12 @@ import importlib
 import inspect
 import random
 import re
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from timing import interleaved
 
 from synth_lib import dedup
 from synth_lib.dedup import DedupConfig, find_duplicates, ngram_hashes, tokenise
@@ -214,18 +212,6 @@ def score(pred: np.ndarray, truth: set[tuple[int, int]], rates: np.ndarray, grou
         hits = [pred[i] == pred[src[int(group[i])]] for i in edited]
         per_rate[f"{r:.0%}"] = round(float(np.mean(hits)), 3)
     return precision, recall, f1, per_rate
-
-
-def interleaved(fns: dict[str, Callable[[], np.ndarray]], repeats: int) -> dict[str, tuple]:
-    """Run the candidates in turn, `repeats` rounds, so a busy machine slows them alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    outputs: dict[str, np.ndarray] = {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            outputs[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (outputs[name], statistics.median(times[name])) for name in fns}
 
 
 def main() -> None:

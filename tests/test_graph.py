@@ -10,6 +10,7 @@ import pytest
 
 from synth_jobs.definitions import all_assets, all_checks, defs
 from synth_jobs.profiles import local_resources
+from tests.dagster_results import materialization_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +35,6 @@ def _materialize(home, selection=None, gsm8k=None):
         if selection is None or "seeds" in str(selection)
         else {"ops": {k: v for k, v in config["ops"].items() if k != "seeds"}},
     )
-
-
-def _metadata(result, key):
-    for event in result.get_asset_materialization_events():
-        if event.materialization.asset_key.to_user_string() == key:
-            return {k: v.value for k, v in event.materialization.metadata.items()}
-    raise AssertionError(f"{key} not materialized")
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +63,11 @@ def test_definitions_load_and_validate():
 def test_whole_graph_materializes(graph):
     home, result, gsm8k = graph
     assert result.success
-    assert _metadata(result, "text_seeds")["dagster/row_count"] > 300
-    assert _metadata(result, "code_seeds")["dagster/row_count"] > 50
+    assert materialization_metadata(result, "text_seeds")["dagster/row_count"] > 300
+    assert materialization_metadata(result, "code_seeds")["dagster/row_count"] > 50
     if gsm8k:
-        assert _metadata(result, "math_seeds")["dagster/row_count"] == 200
-    rephrase_meta = _metadata(result, "rephrasings")
+        assert materialization_metadata(result, "math_seeds")["dagster/row_count"] == 200
+    rephrase_meta = materialization_metadata(result, "rephrasings")
     assert rephrase_meta["dagster/row_count"] + rephrase_meta["generation_failures"] == 24
     assert rephrase_meta["engine_requests"] == 24 and rephrase_meta["smoke_model"] is True
     failures = pl.read_parquet(home / "data" / "generation_failures.parquet")
@@ -92,7 +86,7 @@ def test_rerun_is_all_cache_hits_and_ids_are_stable(graph):
     home, _, _ = graph
     before = pl.read_parquet(home / "data" / "rephrasings.parquet")
     again = _materialize(home, selection=["rephrasings"])
-    meta = _metadata(again, "rephrasings")
+    meta = materialization_metadata(again, "rephrasings")
     assert meta["engine_requests"] == 0 and meta["cache_hits"] == 24
     after = pl.read_parquet(home / "data" / "rephrasings.parquet")
     assert before.height > 0, "the smoke model should complete some rephrasings"

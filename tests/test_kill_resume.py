@@ -13,6 +13,7 @@ import pytest
 
 from synth_jobs.definitions import all_assets
 from synth_jobs.profiles import local_resources
+from tests.dagster_results import materialization_metadata
 
 pytestmark = pytest.mark.slow
 N_SEEDS = 16
@@ -79,10 +80,7 @@ def test_killed_rephrasings_resumes_with_only_missing_requests(synth_home):
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"rephrasings": {"config": {"max_seeds": N_SEEDS, "max_tokens": 96}}}},
     )
-    meta = {
-        k: v.value
-        for k, v in rerun.get_asset_materialization_events()[0].materialization.metadata.items()
-    }
+    meta = materialization_metadata(rerun, "rephrasings")
     assert meta["cache_hits"] == done_before
     assert meta["engine_requests"] == total - done_before
     assert meta["dagster/row_count"] + meta["generation_failures"] == total

@@ -16,6 +16,7 @@ from synth_lib.engines.base import SamplingParams
 from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
 from synth_lib.reasoning.debate import DebateItem, run_debates, verdict_rows
 from synth_lib.reasoning.judge import Comparison, Judge
+from tests.dagster_results import materialization_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +44,6 @@ def _config(gsm8k: str) -> dict:
     }
 
 
-def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        if event.materialization.asset_key.to_user_string() == key:
-            return {k: v.value for k, v in event.materialization.metadata.items()}
-    raise AssertionError(f"{key} not materialized")
-
-
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory, smoke_models_dir):
     from tests.conftest import SHARED_GSM8K
@@ -74,16 +68,16 @@ def graph(tmp_path_factory, smoke_models_dir):
 def test_stages_materialize_with_metadata(graph) -> None:
     home, _, _, result = graph
     assert result.success
-    tasks_meta = _metadata(result, "reasoning_tasks")
+    tasks_meta = materialization_metadata(result, "reasoning_tasks")
     assert tasks_meta["dagster/row_count"] == 4
-    cot = _metadata(result, "cot_traces")
+    cot = materialization_metadata(result, "cot_traces")
     assert cot["smoke_model"] is True and cot["engine_requests"] > 0
     assert cot["requests"] >= cot["problems"] * 2
     for key in ("pass_at_k", "sample_pass_rate", "rationalization_yield"):
         assert 0.0 <= cot[key] <= 1.0
     assert cot["requests_per_s"] > 0
     assert "| chain_sum | hard |" in cot["pass_rate_by_task"]
-    pairs = _metadata(result, "preference_pairs")
+    pairs = materialization_metadata(result, "preference_pairs")
     assert len(pairs["constitution_hash"]) == 16
     frames = {k: pl.read_parquet(home / "data" / f"{k}.parquet") for k in REASONING_KEYS}
     traces = frames["cot_traces"]
@@ -106,7 +100,7 @@ def test_rerun_hits_the_cache_and_keeps_ids(graph) -> None:
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"cot_traces": config["ops"]["cot_traces"]}},
     )
-    meta = _metadata(again, "cot_traces")
+    meta = materialization_metadata(again, "cot_traces")
     assert meta["engine_requests"] == 0 and meta["cache_hits"] == meta["requests"]
     after = pl.read_parquet(home / "data" / "cot_traces.parquet")["id"].sort().to_list()
     assert before == after

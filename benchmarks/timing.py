@@ -1,0 +1,20 @@
+"""Side-by-side timing for benchmarks: candidates take turns, so a busy machine slows them alike."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[Any, float]]:
+    """Run each candidate once per round for `repeats` rounds; (last output, median seconds)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    outputs: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            outputs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (outputs[name], statistics.median(times[name])) for name in fns}
