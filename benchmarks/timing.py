@@ -8,8 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[Any, float]]:
-    """Run each candidate once per round for `repeats` rounds; (last output, median seconds)."""
+def interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
+) -> dict[str, tuple[Any, float]]:
+    """Run each candidate once per round for `repeats` rounds; (last output, median seconds).
+
+    `warmup` untimed rounds come first, so one-time costs (lazy imports, first
+    allocations) are not charged to whichever candidate happens to run first.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     outputs: dict[str, Any] = {}
     for _ in range(repeats):
