@@ -1,11 +1,44 @@
-"""Polars DataFrames as Parquet files, one per asset (and partition), written atomically."""
+"""Polars DataFrames as Parquet files, one per asset (and partition), written atomically.
+
+Every materialization path (dg.materialize, `dagster job execute`, UI launches) ends in
+`handle_output`, so this is where each written asset is reported: OpenLineage START and
+COMPLETE events and the MLflow run of the Dagster run. Reporting never fails a
+materialization: errors are logged as warnings and counted in the output metadata.
+Steps that raise before writing are reported by `lineage_failure_hook`.
+"""
 
 import os
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
+
+from resources.lineage import OpenLineageEmitter
+from resources.tracking import MlflowTracking
+from synth_lib.openlineage_events import (
+    InputSnapshot,
+    RunRef,
+    RunState,
+    input_dataset,
+    output_dataset,
+    run_event,
+)
+from synth_lib.run_tracking import Markdown, tracked_values
+
+_PLAIN_METADATA = (
+    dg.IntMetadataValue,
+    dg.FloatMetadataValue,
+    dg.BoolMetadataValue,
+    dg.TextMetadataValue,
+    dg.JsonMetadataValue,
+    dg.PathMetadataValue,
+    dg.UrlMetadataValue,
+)
 
 
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
@@ -16,22 +49,41 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     """
 
     base_dir: str = Field(description="Folder that holds one Parquet file per asset.")
+    lineage: OpenLineageEmitter | None = Field(
+        default=None, description="Where OpenLineage events of each write go (None: nowhere)."
+    )
+    tracking: MlflowTracking | None = Field(
+        default=None, description="MLflow tracking of each write's metadata (None: none)."
+    )
+
+    @property
+    def _lineage_on(self) -> bool:
+        return self.lineage is not None and self.lineage.enabled
+
+    @property
+    def _tracking_on(self) -> bool:
+        return self.tracking is not None and self.tracking.enabled
+
+    def _key_path(self, key: dg.AssetKey, partition: str | None = None) -> Path:
+        key_path = Path(self.base_dir, *key.path)
+        return key_path / f"{partition}.parquet" if partition else key_path.with_suffix(".parquet")
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        key_path = Path(self.base_dir, *context.asset_key.path)
         if context.has_asset_partitions:
-            return key_path / f"{context.asset_partition_key}.parquet"
-        return key_path.with_suffix(".parquet")
+            return self._key_path(context.asset_key, context.asset_partition_key)
+        return self._key_path(context.asset_key)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         if obj is None:
             return
+        started = (_step_started_at(context) if self._lineage_on else None) or datetime.now(UTC)
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         obj.write_parquet(staging, statistics=True)
         os.replace(staging, path)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+        context.add_output_metadata(self._report(context, obj, path, started))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         path = self._path(context)
@@ -41,3 +93,211 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
                 "materialized yet"
             )
         return pl.read_parquet(path)
+
+    def _report(
+        self, context: dg.OutputContext, frame: pl.DataFrame, path: Path, started: datetime
+    ) -> dict[str, Any]:
+        """Lineage events and tracking for one written asset; returns figures for metadata."""
+        metadata = {**context.definition_metadata, **context.output_metadata}
+        report: dict[str, Any] = {}
+        if self._lineage_on:
+            try:
+                report |= self._emit_lineage(context, frame, path, started, metadata)
+            except Exception as exc:
+                context.log.warning(f"OpenLineage events for {context.asset_key} failed: {exc!r}")
+                report["openlineage_errors"] = 2
+        if self._tracking_on:
+            report |= self._track(context, metadata)
+        return report
+
+    def _ref(
+        self, context: dg.OutputContext | dg.HookContext, key: str, partition: str | None
+    ) -> RunRef:
+        return RunRef(
+            dagster_run_id=context.run_id,
+            dagster_job=context.job_name,
+            asset_key=key,
+            partition=partition,
+            namespace=self.lineage.namespace,
+            producer=self.lineage.producer,
+        )
+
+    def _emit_lineage(
+        self,
+        context: dg.OutputContext,
+        frame: pl.DataFrame,
+        path: Path,
+        started: datetime,
+        metadata: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        key = context.asset_key.to_user_string()
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        ref = self._ref(context, key, partition)
+        errors = 0
+        inputs: list[InputSnapshot] = []
+        written = output_dataset(str(path))
+        try:
+            inputs = self._input_snapshots(context)
+            written = output_dataset(
+                str(path),
+                frame,
+                size_bytes=path.stat().st_size,
+                inputs=inputs,
+                declared_lineage=self._declared_lineage(metadata),
+                producer=ref.producer,
+            )
+        except Exception as exc:
+            context.log.warning(f"OpenLineage facets for {key} failed: {exc!r}")
+            errors += 1
+        start = run_event(
+            ref,
+            RunState.START,
+            started,
+            inputs=[input_dataset(InputSnapshot(s.location)) for s in inputs],
+            outputs=[output_dataset(str(path))],
+        )
+        complete = run_event(
+            ref,
+            RunState.COMPLETE,
+            datetime.now(UTC),
+            inputs=[input_dataset(s, ref.producer) for s in inputs],
+            outputs=[written],
+        )
+        for event in (start, complete):
+            try:
+                self.lineage.emit(event)
+            except Exception as exc:
+                context.log.warning(
+                    f"OpenLineage {event.eventType.value} for {key} not sent: {exc!r}"
+                )
+                errors += 1
+        return {"openlineage_run_id": ref.run_id, "openlineage_errors": errors}
+
+    def _track(self, context: dg.OutputContext, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        key = context.asset_key.to_user_string()
+        label = f"{key}/{context.asset_partition_key}" if context.has_asset_partitions else key
+        try:
+            plain = {**_plain_metadata(metadata), "code_version": context.asset_spec.code_version}
+            run_id = self.tracking.record(
+                context.run_id, context.job_name, tracked_values(label, plain)
+            )
+        except Exception as exc:
+            context.log.warning(f"MLflow tracking of {key} failed: {exc!r}")
+            return {"mlflow_errors": 1}
+        return {"mlflow_run_id": run_id, "mlflow_errors": 0}
+
+    def _input_snapshots(self, context: dg.OutputContext) -> list[InputSnapshot]:
+        """Upstream assets as this IO manager stores them: schema and ids when readable."""
+        snapshots = []
+        for dep in context.asset_spec.deps:
+            path = self._key_path(dep.asset_key)
+            if not path.is_file():
+                snapshots.append(InputSnapshot(str(path.with_suffix(""))))
+                continue
+            schema = dict(pl.read_parquet_schema(path))
+            ids = pl.read_parquet(path, columns=["id"]).get_column("id") if "id" in schema else None
+            snapshots.append(InputSnapshot(str(path), schema, ids))
+        return snapshots
+
+    def _declared_lineage(
+        self, metadata: Mapping[str, Any]
+    ) -> dict[str, list[tuple[str, str]]] | None:
+        value = metadata.get("dagster/column_lineage")
+        lineage = value.value if isinstance(value, dg.TableColumnLineageMetadataValue) else value
+        if not isinstance(lineage, dg.TableColumnLineage):
+            return None
+        return {
+            column: [(str(self._key_path(dep.asset_key)), dep.column_name) for dep in deps]
+            for column, deps in lineage.deps_by_column.items()
+        }
+
+    def report_failure(self, context: dg.HookContext) -> None:
+        """START + FAIL for each asset of a failed step that was not written; run FAILED."""
+        exc = context.op_exception
+        message = f"{type(exc).__name__}: {exc}" if exc else f"step {context.step_key} failed"
+        stack = "".join(traceback.format_exception(exc)) if exc else ""
+        if self._lineage_on:
+            try:
+                self._emit_failure(context, message, stack)
+            except Exception as exc_emit:
+                context.log.warning(f"OpenLineage FAIL events not sent: {exc_emit!r}")
+        if self._tracking_on:
+            try:
+                self.tracking.record_failure(
+                    context.run_id, context.job_name, context.step_key, message
+                )
+            except Exception as exc_track:
+                context.log.warning(f"MLflow failure tracking not recorded: {exc_track!r}")
+
+    def _emit_failure(self, context: dg.HookContext, message: str, stack: str) -> None:
+        started = _first_event_time(
+            context.instance, context.run_id, context.step_key, dg.DagsterEventType.STEP_START
+        )
+        for key, partition in _unwritten_assets(context):
+            ref = self._ref(context, key.to_user_string(), partition)
+            output = output_dataset(str(self._key_path(key, partition)))
+            self.lineage.emit(
+                run_event(ref, RunState.START, started or datetime.now(UTC), outputs=[output])
+            )
+            self.lineage.emit(
+                run_event(
+                    ref, RunState.FAIL, datetime.now(UTC), outputs=[output], error=(message, stack)
+                )
+            )
+
+
+@dg.failure_hook(required_resource_keys={"io_manager"})
+def lineage_failure_hook(context: dg.HookContext) -> None:
+    """Report a failed step through the IO manager (FAIL events, MLflow run FAILED)."""
+    report = getattr(context.resources.io_manager, "report_failure", None)
+    if report is not None:
+        report(context)
+
+
+def _plain_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata values as plain Python; Markdown kept apart; tables and schemas dropped."""
+    plain: dict[str, Any] = {}
+    for name, value in metadata.items():
+        if isinstance(value, dg.MarkdownMetadataValue):
+            plain[name] = Markdown(value.value)
+        elif isinstance(value, _PLAIN_METADATA):
+            plain[name] = value.value
+        elif isinstance(value, int | float | str | bool | dict | list):
+            plain[name] = value
+    return plain
+
+
+def _first_event_time(
+    instance: dg.DagsterInstance, run_id: str, step_key: str, event_type: dg.DagsterEventType
+) -> datetime | None:
+    records = instance.get_records_for_run(run_id, of_type=event_type).records
+    times = [r.timestamp for r in records if r.event_log_entry.step_key == step_key]
+    return datetime.fromtimestamp(min(times), UTC) if times else None
+
+
+def _step_started_at(context: dg.OutputContext) -> datetime | None:
+    """When the step began (its STEP_START event); None outside a run, e.g. in unit tests."""
+    try:
+        return _first_event_time(
+            context.step_context.instance,
+            context.run_id,
+            context.step_key,
+            dg.DagsterEventType.STEP_START,
+        )
+    except Exception:
+        return None
+
+
+def _unwritten_assets(context: dg.HookContext) -> list[tuple[dg.AssetKey, str | None]]:
+    """Assets the failed step planned to materialize and did not."""
+    events = context.instance.get_records_for_run
+    planned = events(context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    written = events(context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    done = {r.asset_key for r in written.records if r.event_log_entry.step_key == context.step_key}
+    unwritten = []
+    for record in planned.records:
+        entry = record.event_log_entry
+        if entry.step_key == context.step_key and record.asset_key not in done:
+            data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+            unwritten.append((record.asset_key, getattr(data, "partition", None)))
+    return unwritten

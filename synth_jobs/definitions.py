@@ -1,7 +1,10 @@
 """The code location: every asset, check, job and schedule, with the profile's resources."""
 
+import os
+
 import dagster as dg
 
+from resources.parquet_io import lineage_failure_hook
 from synth_assets import (
     code,
     curation,
@@ -11,10 +14,13 @@ from synth_assets import (
     seeds,
     training_mix,
 )
-from synth_jobs.profiles import local_resources
+from synth_jobs.profiles import local_resources, production_resources
 
 ASSET_MODULES = [seeds, rephrasings, code, reasoning, training_mix, curation, generation_failures]
-all_assets = dg.load_assets_from_modules(ASSET_MODULES)
+all_assets = [
+    a.with_hooks({lineage_failure_hook}) if isinstance(a, dg.AssetsDefinition) else a
+    for a in dg.load_assets_from_modules(ASSET_MODULES)
+]
 all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 synth_all = dg.define_asset_job(
@@ -36,5 +42,7 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=[synth_all],
     schedules=[daily_refresh],
-    resources=local_resources(),
+    resources=production_resources()
+    if os.environ.get("SYNTH_PROFILE") == "production"
+    else local_resources(),
 )

@@ -7,9 +7,11 @@ from typing import Any
 import dagster as dg
 
 from resources.engine import GenerationEngine
+from resources.lineage import OpenLineageEmitter
 from resources.parquet_io import PolarsParquetIOManager
 from resources.sandbox import CodeSandbox
 from resources.storage import SynthStorage
+from resources.tracking import MlflowTracking
 
 
 def synth_home() -> Path:
@@ -17,11 +19,25 @@ def synth_home() -> Path:
     return Path(os.environ.get("SYNTH_HOME", Path.cwd() / ".synth")).resolve()
 
 
+def _switch(name: str) -> bool:
+    return os.environ.get(name, "on").lower() not in ("0", "off", "false", "no")
+
+
 def local_resources(home: Path | None = None) -> dict[str, Any]:
-    """Parquet on local disk and the engine chosen by SYNTH_ENGINE / SYNTH_MODEL."""
+    """Parquet, lineage events and MLflow on local disk; engine from SYNTH_ENGINE / SYNTH_MODEL."""
     home = home or synth_home()
     return {
-        "io_manager": PolarsParquetIOManager(base_dir=str(home / "data")),
+        "io_manager": PolarsParquetIOManager(
+            base_dir=str(home / "data"),
+            lineage=OpenLineageEmitter(
+                enabled=_switch("SYNTH_OPENLINEAGE"),
+                file_path=str(home / "openlineage" / "events.jsonl"),
+            ),
+            tracking=MlflowTracking(
+                enabled=_switch("SYNTH_MLFLOW"),
+                tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            ),
+        ),
         "storage": SynthStorage(home=str(home)),
         "sandbox": CodeSandbox(mode=os.environ.get("SYNTH_SANDBOX_MODE", "bwrap")),
         "engine": GenerationEngine(
@@ -37,3 +53,22 @@ def local_resources(home: Path | None = None) -> dict[str, Any]:
             price_table=os.environ.get("SYNTH_PRICE_TABLE", ""),
         ),
     }
+
+
+def production_resources(home: Path | None = None) -> dict[str, Any]:
+    """Lineage to an OpenLineage backend (e.g. Marquez), tracking to an MLflow server."""
+    resources = local_resources(home)
+    resources["io_manager"] = PolarsParquetIOManager(
+        base_dir=os.environ["SYNTH_DATA_DIR"],
+        lineage=OpenLineageEmitter(
+            transport="http",
+            url=os.environ["OPENLINEAGE_URL"],
+            api_key=dg.EnvVar("OPENLINEAGE_API_KEY") if "OPENLINEAGE_API_KEY" in os.environ else "",
+            namespace=os.environ.get("OPENLINEAGE_NAMESPACE", "synth"),
+        ),
+        tracking=MlflowTracking(
+            tracking_uri=os.environ["MLFLOW_TRACKING_URI"],
+            experiment_name=os.environ.get("SYNTH_MLFLOW_EXPERIMENT", "synth"),
+        ),
+    )
+    return resources
