@@ -7,6 +7,7 @@ its own process under the multiprocess executor) logs into the same MLflow run.
 MLflow is imported on first use: it costs seconds, and disabled tracking should not pay.
 """
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -56,9 +57,17 @@ class MlflowTracking(dg.ConfigurableResource):
             from mlflow import MlflowClient
 
             uri = self._resolved_uri()
-            if uri.startswith("sqlite:///"):
-                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._client = MlflowClient(tracking_uri=uri)
+            if not uri.startswith("sqlite:///"):
+                self._client = MlflowClient(tracking_uri=uri)
+                return self._client
+            db = Path(uri.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            # Step processes start together; two creating the schema at once corrupt it.
+            with open(db.with_name(db.name + ".init-lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                client = MlflowClient(tracking_uri=uri)
+                client.search_experiments(max_results=1)
+            self._client = client
         return self._client
 
     def _experiment(self) -> str:

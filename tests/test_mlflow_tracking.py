@@ -171,3 +171,22 @@ def test_tracked_values_flatten_metadata():
     assert len(values.params["rephrasings/note"]) == MAX_PARAM_CHARS
     assert values.texts == {"rephrasings/preview.md": "| a |"}
     assert tracking_key("a", "b:c=d") == "a/b_c_d"
+
+
+def _open_store(db: str) -> str:
+    from resources.tracking import MlflowTracking
+
+    try:
+        MlflowTracking(tracking_uri=f"sqlite:///{db}")._experiment()
+    except Exception as exc:  # the failure itself is what the test reports
+        return repr(exc)
+    return "ok"
+
+
+def test_step_processes_creating_the_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Under the multiprocess executor, first steps start together on a fresh store."""
+    import multiprocessing
+
+    db = str(tmp_path / "mlflow" / "mlflow.db")
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        assert pool.map(_open_store, [db] * 3) == ["ok"] * 3
