@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from timing import interleaved
+from word_edits import change_words
 
 from synth_lib.decontam import BenchmarkIndex, DecontamConfig, file_items, humaneval_items
 
@@ -61,25 +62,6 @@ def clean_corpus(gsm8k_train: Path) -> list[str]:
     with gsm8k_train.open() as handle:
         out += [json.loads(line)["question"] for line in handle]
     return [t for t in out if len(t.split()) >= 8]
-
-
-def change_words(
-    text: str, rate: float, vocab: list[str], rng: random.Random, substitute_only: bool = False
-) -> str:
-    """Change `rate` of the words: substitute, delete or insert one (or only substitute)."""
-    words = text.split()
-    chosen = set(rng.sample(range(len(words)), max(1, round(rate * len(words)))))
-    out: list[str] = []
-    for i, word in enumerate(words):
-        if i not in chosen:
-            out.append(word)
-            continue
-        op = 0 if substitute_only else rng.randrange(3)
-        if op == 0:
-            out.append(rng.choice(vocab))
-        elif op == 2:
-            out += [rng.choice(vocab), word]
-    return " ".join(out)
 
 
 def reformat(text: str, rng: random.Random) -> str:

@@ -24,6 +24,7 @@ from datasketch import MinHash, MinHashLSH
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from timing import interleaved
+from word_edits import change_words
 
 from synth_lib import dedup
 from synth_lib.dedup import DedupConfig, find_duplicates, ngram_hashes, tokenise
@@ -92,23 +93,6 @@ def drop_natural_duplicates(texts: list[str], limit: float = 0.2) -> list[str]:
     return [texts[i] for i in keep]
 
 
-def edit(text: str, rate: float, vocab: list[str], rng: random.Random) -> str:
-    """Change `rate` of the words: substitute, delete or insert a random word, equally often."""
-    words = text.split()
-    chosen = set(rng.sample(range(len(words)), max(1, round(rate * len(words)))))
-    out: list[str] = []
-    for i, word in enumerate(words):
-        if i not in chosen:
-            out.append(word)
-            continue
-        op = rng.randrange(3)
-        if op == 0:
-            out.append(rng.choice(vocab))
-        elif op == 2:
-            out += [rng.choice(vocab), word]
-    return " ".join(out)
-
-
 def build_set(seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Texts, their source-group label, and the edit rate of each (0 for sources)."""
     rng = random.Random(seed)
@@ -121,7 +105,7 @@ def build_set(seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
         rate.append(0.0)
         if i % 2 == 0:  # half the sources get an edited copy; the rest are pure negatives
             r = RATES[(i // 2) % len(RATES)]
-            texts.append(edit(src, r, vocab, rng))
+            texts.append(change_words(src, r, vocab, rng))
             group.append(i)
             rate.append(r)
     order = rng.sample(range(len(texts)), len(texts))
