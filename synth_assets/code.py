@@ -8,9 +8,8 @@ from pydantic import Field
 
 from resources.engine import GenerationEngine
 from resources.sandbox import CodeSandbox
-from synth_assets.common import frame_output, generation_metadata, row_context
+from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
 from synth_lib.engines.base import SamplingParams
-from synth_lib.engines.factory import k8s_gpu_op_tags
 from synth_lib.execution_traces import TEMPLATE as TRACE_TEMPLATE
 from synth_lib.execution_traces import recheck, trace
 from synth_lib.prompts import load_template, templates_hash
@@ -77,9 +76,7 @@ class TracesConfig(dg.Config):
     group_name="code",
     kinds={"polars"},
     code_version=f"code-problems-1-{load_template(TEMPLATES[0]).hash[:12]}",
-    pool="gpu",
-    op_tags=k8s_gpu_op_tags(1),
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+    **GPU_STEP,
 )
 def code_problems(
     context: dg.AssetExecutionContext,
@@ -118,8 +115,7 @@ def code_problems(
         ),
     },
     code_version=f"verified-code-1-{templates_hash(*TEMPLATES)}",
-    pool="gpu",
-    op_tags=k8s_gpu_op_tags(1),
+    **GPU_STEP,
 )
 def verified_code(
     context: dg.AssetExecutionContext,

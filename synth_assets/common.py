@@ -8,9 +8,16 @@ import polars as pl
 
 from synth_lib.economics import PriceTable, economics_metadata
 from synth_lib.engines.cache import CachedEngine
+from synth_lib.engines.factory import k8s_gpu_op_tags
 from synth_lib.engines.failures import failure_metadata
 from synth_lib.provenance import RowContext, content_hash
 from synth_lib.reporting import markdown_preview
+
+GENERATION_RETRY = dg.RetryPolicy(
+    max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+# What every asset that calls the engine declares: one GPU slot, here and on Kubernetes.
+GPU_STEP = {"pool": "gpu", "op_tags": k8s_gpu_op_tags(1), "retry_policy": GENERATION_RETRY}
 
 _DAGSTER_TYPES = {pl.Utf8: "string", pl.Boolean: "bool", pl.Int64: "int", pl.Float64: "float"}
 

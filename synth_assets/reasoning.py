@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from resources.engine import GenerationEngine
-from synth_assets.common import frame_output, row_context
+from synth_assets.common import GPU_STEP, frame_output, row_context
 from synth_lib.engines.base import SamplingParams
 from synth_lib.engines.cache import CachedEngine
 from synth_lib.prompts import load_template, templates_hash
@@ -23,7 +23,6 @@ from synth_lib.reporting import counts_table
 
 GROUP = "reasoning"
 JUDGE_TEMPLATES = (judge.CONSTITUTION, judge.PAIRWISE_TEMPLATE, judge.SCORE_TEMPLATE)
-RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def _md_table(rows: list[dict]) -> str:
@@ -112,8 +111,7 @@ class CotConfig(dg.Config):
     group_name=GROUP,
     kinds={"polars"},
     code_version=f"cot-1-{templates_hash(*cot.TEMPLATES, *JUDGE_TEMPLATES)}",
-    pool="gpu",
-    retry_policy=RETRY,
+    **GPU_STEP,
 )
 def cot_traces(
     context: dg.AssetExecutionContext,
@@ -207,8 +205,7 @@ class PreferenceConfig(dg.Config):
     group_name=GROUP,
     kinds={"polars"},
     code_version=f"pairs-1-{templates_hash(*JUDGE_TEMPLATES)}",
-    pool="gpu",
-    retry_policy=RETRY,
+    **GPU_STEP,
 )
 def preference_pairs(
     context: dg.AssetExecutionContext,
@@ -316,8 +313,7 @@ def _debate_items(
     group_name=GROUP,
     kinds={"polars"},
     code_version=f"debate-1-{templates_hash(*debate.TEMPLATES)}",
-    pool="gpu",
-    retry_policy=RETRY,
+    **GPU_STEP,
 )
 def debate_verdicts(
     context: dg.AssetExecutionContext,

@@ -7,9 +7,8 @@ import polars as pl
 from pydantic import Field
 
 from resources.engine import GenerationEngine
-from synth_assets.common import frame_output, generation_metadata, row_context
+from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
 from synth_lib.engines.base import SamplingParams
-from synth_lib.engines.factory import k8s_gpu_op_tags
 from synth_lib.prompts import load_template, templates_hash
 from synth_lib.provenance import rows_to_frame
 from synth_lib.rephrase import STAGE, STYLE_TEMPLATES, rephrase
@@ -44,9 +43,7 @@ class RephraseConfig(dg.Config):
     group_name="synthetic",
     kinds={"polars"},
     code_version=f"rephrase-1-{templates_hash(*STYLE_TEMPLATES.values())}",
-    pool="gpu",
-    op_tags=k8s_gpu_op_tags(1),
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+    **GPU_STEP,
 )
 def rephrasings(
     context: dg.AssetExecutionContext,

@@ -60,6 +60,20 @@ def test_definitions_load_and_validate():
     assert defs.resolve_schedule_def("synth_all_daily").default_status.value == "STOPPED"
 
 
+def test_generating_assets_take_a_gpu_slot_and_retry_with_jitter():
+    graph = defs.resolve_asset_graph()
+    generating = ["rephrasings", "code_problems", "verified_code", "cot_traces"]
+    generating += ["preference_pairs", "debate_verdicts"]
+    for key in generating:
+        node = graph.get(dg.AssetKey(key))
+        op = node.assets_def.op
+        assert node.pools == {"gpu"}, key
+        limits = op.tags["dagster-k8s/config"]["container_config"]["resources"]["limits"]
+        assert limits == {"nvidia.com/gpu": "1"}, key
+        assert op.retry_policy.backoff == dg.Backoff.EXPONENTIAL, key
+        assert op.retry_policy.jitter == dg.Jitter.PLUS_MINUS, key
+
+
 def test_whole_graph_materializes(graph):
     home, result, gsm8k = graph
     assert result.success
