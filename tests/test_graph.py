@@ -68,7 +68,8 @@ def test_generating_assets_take_a_gpu_slot_and_retry_with_jitter():
         node = graph.get(dg.AssetKey(key))
         op = node.assets_def.op
         assert node.pools == {"gpu"}, key
-        limits = op.tags["dagster-k8s/config"]["container_config"]["resources"]["limits"]
+        k8s = json.loads(op.tags["dagster-k8s/config"])
+        limits = k8s["container_config"]["resources"]["limits"]
         assert limits == {"nvidia.com/gpu": "1"}, key
         assert op.retry_policy.backoff == dg.Backoff.EXPONENTIAL, key
         assert op.retry_policy.jitter == dg.Jitter.PLUS_MINUS, key
