@@ -1,4 +1,4 @@
-"""Polars DataFrames as Parquet files, one per asset (and partition), written atomically.
+"""Polars DataFrames as Parquet files or S3 objects, one per asset (and partition), atomically.
 
 Every materialization path (dg.materialize, `dagster job execute`, UI launches) ends in
 `handle_output`, so this is where each written asset is reported: OpenLineage START and
@@ -7,18 +7,17 @@ materialization: errors are logged as warnings and counted in the output metadat
 Steps that raise before writing are reported by `lineage_failure_hook`.
 """
 
-import os
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from resources.lineage import OpenLineageEmitter
+from resources.object_store import LocalFolder, S3Prefix, S3Storage, open_store
 from resources.tracking import MlflowTracking
 from synth_lib.openlineage_events import (
     InputSnapshot,
@@ -44,17 +43,32 @@ _PLAIN_METADATA = (
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
     """Stores each asset at `<base_dir>/<asset key path>[/<partition>].parquet`.
 
-    Writes go to a temporary file in the same folder and are renamed into place, so a
-    worker killed mid-write never leaves a half-written file at the final path.
+    Local writes go to a temporary file in the same folder and are renamed into place, S3
+    writes are one PUT: either way a worker killed mid-write never leaves half a file.
     """
 
-    base_dir: str = Field(description="Folder that holds one Parquet file per asset.")
+    base_dir: str = Field(
+        description="Folder that holds one Parquet file per asset, or s3://bucket/prefix."
+    )
+    s3: S3Storage | None = Field(
+        default=None,
+        description="Object store of an s3:// base_dir (None: boto3 defaults, AWS S3).",
+    )
     lineage: OpenLineageEmitter | None = Field(
         default=None, description="Where OpenLineage events of each write go (None: nowhere)."
     )
     tracking: MlflowTracking | None = Field(
         default=None, description="MLflow tracking of each write's metadata (None: none)."
     )
+
+    _store: LocalFolder | S3Prefix | None = PrivateAttr(default=None)
+
+    @property
+    def _where(self) -> LocalFolder | S3Prefix:
+        """Where bytes go; opened once (an S3 client per IO manager, not per asset)."""
+        if self._store is None:
+            self._store = open_store(self.base_dir, self.s3)
+        return self._store
 
     @property
     def _lineage_on(self) -> bool:
@@ -64,11 +78,10 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     def _tracking_on(self) -> bool:
         return self.tracking is not None and self.tracking.enabled
 
-    def _key_path(self, key: dg.AssetKey, partition: str | None = None) -> Path:
-        key_path = Path(self.base_dir, *key.path)
-        return key_path / f"{partition}.parquet" if partition else key_path.with_suffix(".parquet")
+    def _key_path(self, key: dg.AssetKey, partition: str | None = None) -> str:
+        return self._where.location(key.path, partition)
 
-    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> str:
         if context.has_asset_partitions:
             return self._key_path(context.asset_key, context.asset_partition_key)
         return self._key_path(context.asset_key)
@@ -78,31 +91,34 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             return
         started = (_step_started_at(context) if self._lineage_on else None) or datetime.now(UTC)
         path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        obj.write_parquet(staging, statistics=True)
-        os.replace(staging, path)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
-        context.add_output_metadata(self._report(context, obj, path, started))
+        size = self._where.write(path, obj)
+        context.add_output_metadata({"path": dg.MetadataValue.path(path)})
+        context.add_output_metadata(self._report(context, obj, path, size, started))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         path = self._path(context)
-        if not path.is_file():
+        try:
+            return self._where.read(path)
+        except FileNotFoundError:
             raise FileNotFoundError(
                 f"{path}: upstream asset {context.asset_key.to_user_string()} has not been "
                 "materialized yet"
-            )
-        return pl.read_parquet(path)
+            ) from None
 
     def _report(
-        self, context: dg.OutputContext, frame: pl.DataFrame, path: Path, started: datetime
+        self,
+        context: dg.OutputContext,
+        frame: pl.DataFrame,
+        path: str,
+        size: int,
+        started: datetime,
     ) -> dict[str, Any]:
         """Lineage events and tracking for one written asset; returns figures for metadata."""
         metadata = {**context.definition_metadata, **context.output_metadata}
         report: dict[str, Any] = {}
         if self._lineage_on:
             try:
-                report |= self._emit_lineage(context, frame, path, started, metadata)
+                report |= self._emit_lineage(context, frame, path, size, started, metadata)
             except Exception as exc:
                 context.log.warning(f"OpenLineage events for {context.asset_key} failed: {exc!r}")
                 report["openlineage_errors"] = 2
@@ -126,7 +142,8 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         self,
         context: dg.OutputContext,
         frame: pl.DataFrame,
-        path: Path,
+        path: str,
+        size: int,
         started: datetime,
         metadata: Mapping[str, Any],
     ) -> dict[str, Any]:
@@ -135,13 +152,13 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         ref = self._ref(context, key, partition)
         errors = 0
         inputs: list[InputSnapshot] = []
-        written = output_dataset(str(path))
+        written = output_dataset(path)
         try:
             inputs = self._input_snapshots(context)
             written = output_dataset(
-                str(path),
+                path,
                 frame,
-                size_bytes=path.stat().st_size,
+                size_bytes=size,
                 inputs=inputs,
                 declared_lineage=self._declared_lineage(metadata),
                 producer=ref.producer,
@@ -154,7 +171,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             RunState.START,
             started,
             inputs=[input_dataset(InputSnapshot(s.location)) for s in inputs],
-            outputs=[output_dataset(str(path))],
+            outputs=[output_dataset(path)],
         )
         complete = run_event(
             ref,
@@ -191,12 +208,11 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         snapshots = []
         for dep in context.asset_spec.deps:
             path = self._key_path(dep.asset_key)
-            if not path.is_file():
-                snapshots.append(InputSnapshot(str(path.with_suffix(""))))
+            peek = self._where.peek(path, "id")
+            if peek is None:
+                snapshots.append(InputSnapshot(path.removesuffix(".parquet")))
                 continue
-            schema = dict(pl.read_parquet_schema(path))
-            ids = pl.read_parquet(path, columns=["id"]).get_column("id") if "id" in schema else None
-            snapshots.append(InputSnapshot(str(path), schema, ids))
+            snapshots.append(InputSnapshot(path, *peek))
         return snapshots
 
     def _declared_lineage(
@@ -207,7 +223,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         if not isinstance(lineage, dg.TableColumnLineage):
             return None
         return {
-            column: [(str(self._key_path(dep.asset_key)), dep.column_name) for dep in deps]
+            column: [(self._key_path(dep.asset_key), dep.column_name) for dep in deps]
             for column, deps in lineage.deps_by_column.items()
         }
 
@@ -235,7 +251,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         )
         for key, partition in _unwritten_assets(context):
             ref = self._ref(context, key.to_user_string(), partition)
-            output = output_dataset(str(self._key_path(key, partition)))
+            output = output_dataset(self._key_path(key, partition))
             self.lineage.emit(
                 run_event(ref, RunState.START, started or datetime.now(UTC), outputs=[output])
             )

@@ -8,6 +8,7 @@ import dagster as dg
 
 from resources.engine import GenerationEngine
 from resources.lineage import OpenLineageEmitter
+from resources.object_store import S3Storage
 from resources.parquet_io import PolarsParquetIOManager
 from resources.sandbox import CodeSandbox
 from resources.storage import SynthStorage
@@ -17,6 +18,11 @@ from resources.tracking import MlflowTracking
 def synth_home() -> Path:
     """SYNTH_HOME, else `.synth` in the working directory."""
     return Path(os.environ.get("SYNTH_HOME", Path.cwd() / ".synth")).resolve()
+
+
+def _secret(name: str) -> dg.EnvVar | str:
+    """A secret only ever as a reference to the environment variable, never its value."""
+    return dg.EnvVar(name) if name in os.environ else ""
 
 
 def _switch(name: str) -> bool:
@@ -47,9 +53,7 @@ def local_resources(home: Path | None = None) -> dict[str, Any]:
             cache_dir=str(home / "cache"),
             models_dir=os.environ.get("SYNTH_MODELS_DIR", str(home / "models")),
             openai_base_url=os.environ.get("SYNTH_OPENAI_BASE_URL", ""),
-            openai_api_key=(
-                dg.EnvVar("SYNTH_OPENAI_API_KEY") if "SYNTH_OPENAI_API_KEY" in os.environ else ""
-            ),
+            openai_api_key=_secret("SYNTH_OPENAI_API_KEY"),
             price_table=os.environ.get("SYNTH_PRICE_TABLE", ""),
         ),
     }
@@ -60,10 +64,16 @@ def production_resources(home: Path | None = None) -> dict[str, Any]:
     resources = local_resources(home)
     resources["io_manager"] = PolarsParquetIOManager(
         base_dir=os.environ["SYNTH_DATA_DIR"],
+        s3=S3Storage(
+            endpoint_url=os.environ.get("SYNTH_S3_ENDPOINT_URL", ""),
+            region_name=os.environ.get("SYNTH_S3_REGION", ""),
+            access_key_id=_secret("SYNTH_S3_ACCESS_KEY_ID"),
+            secret_access_key=_secret("SYNTH_S3_SECRET_ACCESS_KEY"),
+        ),
         lineage=OpenLineageEmitter(
             transport="http",
             url=os.environ["OPENLINEAGE_URL"],
-            api_key=dg.EnvVar("OPENLINEAGE_API_KEY") if "OPENLINEAGE_API_KEY" in os.environ else "",
+            api_key=_secret("OPENLINEAGE_API_KEY"),
             namespace=os.environ.get("OPENLINEAGE_NAMESPACE", "synth"),
         ),
         tracking=MlflowTracking(
