@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from resources.engine import GenerationEngine
-from synth_assets.common import GPU_STEP, frame_output, row_context
+from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
 from synth_lib.engines.base import SamplingParams
 from synth_lib.engines.cache import CachedEngine
 from synth_lib.prompts import load_template, templates_hash
@@ -34,13 +34,13 @@ def _md_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _model_metadata(cached: CachedEngine, elapsed: float) -> dict:
-    identity = cached.identity
+def _model_metadata(
+    cached: CachedEngine, engine: GenerationEngine, accepted: int, elapsed: float
+) -> dict:
+    """The shared generation metadata plus this stage's request rate."""
     return {
-        **cached.stats.as_metadata(),
+        **generation_metadata(cached, accepted, engine.prices()),
         "requests_per_s": round(cached.stats.requests / elapsed, 2) if elapsed else 0.0,
-        "model": f"{identity.backend}:{identity.model}@{identity.revision}",
-        "smoke_model": identity.is_smoke_model,
     }
 
 
@@ -163,9 +163,8 @@ def cot_traces(
     if not problems:
         context.log.warning("no problems: math_seeds and reasoning_tasks are both empty")
     extra = {
-        **_model_metadata(cached, elapsed),
+        **_model_metadata(cached, engine, accepted.height, elapsed),
         **cot.cot_summary(problems, outcome, config.k),
-        "accepted_rows": accepted.height,
         "rationalized_rows": int(accepted["rationalized"].sum()) if accepted.height else 0,
         "pass_rate_by_task": dg.MetadataValue.md(
             _md_table(cot.pass_table(problems, outcome, config.k))
@@ -255,7 +254,7 @@ def preference_pairs(
     frame = rows_to_frame(verified.rows + rlaif.rows, preference.FRAME_SCHEMA)
     by_source = Counter(frame["pair_source"].to_list())
     extra = {
-        **_model_metadata(cached, elapsed),
+        **_model_metadata(cached, engine, frame.height, elapsed),
         "pairs_by_source": dg.MetadataValue.md(counts_table(by_source, "source", "pairs")),
         "drop_reasons": dg.MetadataValue.md(counts_table(verified.drops + rlaif.drops)),
         "judge_comparisons": sum(rlaif.drops.values()) + len(rlaif.rows),
@@ -348,7 +347,7 @@ def debate_verdicts(
     frame = rows_to_frame(rows, debate.PAYLOAD_SCHEMA)
     accepted = int(frame["accepted"].sum()) if frame.height else 0
     extra = {
-        **_model_metadata(cached, elapsed),
+        **_model_metadata(cached, engine, accepted, elapsed),
         "debated": frame.height,
         "debated_by_stage": dg.MetadataValue.json(dict(Counter(frame["target_stage"].to_list()))),
         "accepted": accepted,

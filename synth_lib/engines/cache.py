@@ -90,19 +90,6 @@ class GenerationStats:
     failures: int = 0
     finish_reasons: dict[str, int] = field(default_factory=dict)
 
-    def as_metadata(self) -> dict[str, float | int]:
-        secs = self.engine_seconds
-        return {
-            "requests": self.requests,
-            "cache_hits": self.cache_hits,
-            "engine_requests": self.engine_calls,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "engine_seconds": round(secs, 3),
-            "completion_tokens_per_s": round(self.completion_tokens / secs, 1) if secs else 0.0,
-            "failed_requests": self.failures,
-        }
-
 
 class CachedEngine:
     """Wraps an engine with the response cache; sends misses in chunks, committing each."""
