@@ -153,9 +153,13 @@ def add_verdicts(row: Mapping[str, Any], verdicts: Iterable[Verdict]) -> dict[st
 
 
 def content_hash(frame: pl.DataFrame) -> str:
-    """Data version of a frame: ids and payload only, so run ids and timestamps don't count."""
-    ids = frame.get_column("id").sort().to_list() if "id" in frame.columns else []
-    return sha256_hex("\n".join(ids))[:16]
+    """Data version of a frame: ids (which hash the payload), so run ids and timestamps don't
+    count. Frames without ids (quarantine, failure logs) are hashed row by row instead."""
+    if "id" in frame.columns:
+        parts = frame.get_column("id").sort().to_list()
+    else:
+        parts = sorted(canonical_json(row) for row in frame.to_dicts())
+    return sha256_hex("\n".join(parts))[:16]
 
 
 def generator_for(identity: Any, template: Any, sampling: Any, seed: int) -> Generator:

@@ -59,3 +59,9 @@ def test_frame_has_schema_and_content_hash_ignores_run():
     rerun = frame.with_columns(pl.lit("r9").alias("run_id"))
     assert content_hash(frame) == content_hash(rerun)
     assert content_hash(frame) != content_hash(frame.head(1))
+
+
+def test_content_hash_of_frames_without_ids_follows_their_rows():
+    a = pl.DataFrame({"file": ["x.jsonl", "x.jsonl"], "line": [2, 5]})
+    assert content_hash(a) == content_hash(a.reverse())
+    assert content_hash(a) != content_hash(a.head(1))
