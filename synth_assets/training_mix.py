@@ -76,10 +76,9 @@ def training_mix(
             "run_id": context.run.run_id,
         },
     )
-    verify_shards(target)
     if plan.synthetic_taken == 0:
         context.log.warning(
-            "no accepted synthetic rows: the mix is empty (see rephrasings metadata)"
+            "no accepted synthetic rows: the mix is empty (see the synthetic stages' metadata)"
         )
     extra = {
         "real_rows": plan.real_taken,
