@@ -182,7 +182,10 @@ def test_missing_upstream_object_names_its_key(endpoint, monkeypatch):
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     manager = PolarsParquetIOManager(base_dir=f"s3://{BUCKET}/empty", s3=_storage(endpoint))
-    with dg.build_resources({"io_manager": manager}) as resources:
+    with (
+        dg.DagsterInstance.ephemeral() as instance,
+        dg.build_resources({"io_manager": manager}, instance=instance) as resources,
+    ):
         context = dg.build_input_context(asset_key=dg.AssetKey("text_seeds"))
         with pytest.raises(FileNotFoundError) as raised:
             resources.io_manager.load_input(context)
