@@ -112,6 +112,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--preset", choices=("gpt3", "llama3"), default="gpt3")
+    parser.add_argument(
+        "--containment", type=float, default=None, help="override the preset's containment"
+    )
     args = parser.parse_args()
 
     items = file_items(args.gsm8k_dir / "test.jsonl", "gsm8k-test") + humaneval_items()
@@ -119,7 +122,8 @@ def main() -> None:
     plants = planted(items, clean, args.seed)
     corpus = clean + [t for kind in KINDS for t in plants[kind]]
     tokens = sum(len(t.split()) for t in corpus)
-    config = DecontamConfig.preset(args.preset)
+    overrides = {} if args.containment is None else {"containment": args.containment}
+    config = DecontamConfig.preset(args.preset, **overrides)
     print(
         f"{len(items)} benchmark items, {len(clean)} clean rows, {len(corpus)} rows / "
         f"{tokens:,} tokens scanned, {config}"

@@ -43,7 +43,8 @@ class CurationConfig(dg.Config):
         default=1, description="Shared n-grams that flag a row (4 with ngram 8, as Llama 3)."
     )
     containment: float = Field(
-        default=0.5, description="Share of an item's bigram weight in a row that flags the row."
+        default=DecontamConfig.containment,
+        description="Share of an item's bigram weight in a row that flags the row.",
     )
     dedup_ngram: int = Field(default=3, description="Words per MinHash shingle.")
     dedup_threshold: float = Field(

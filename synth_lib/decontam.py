@@ -32,10 +32,11 @@ from synth_lib.dedup import ngram_hashes, tokenise, unique_counts, unique_pairs
 # Llama 3 scores the share of a sample's tokens inside shared 8-grams with a threshold per
 # benchmark; here 8-grams need 4 shared to flag a row (any single shared 8-gram flags about
 # 1.3% of clean GSM8K-like text: see benchmarks/decontam_bench.py --preset llama3).
-PRESETS: dict[str, dict[str, int]] = {
+PRESETS: dict[str, dict[str, float]] = {
     "gpt3": {"ngram": 13, "min_overlap": 1},
     "lm-eval-harness": {"ngram": 13, "min_overlap": 1},
-    "llama3": {"ngram": 8, "min_overlap": 4},
+    # 8-gram overlap already flags more; at containment 0.4 false positives reach 0.14%
+    "llama3": {"ngram": 8, "min_overlap": 4, "containment": 0.5},
 }
 TEXT_COLUMN_GUESSES = ("question", "prompt", "problem", "text", "input", "instruction", "query")
 
@@ -47,7 +48,7 @@ class DecontamConfig:
     ngram: int = 13
     min_overlap: int = 1
     paraphrase_ngram: int = 2
-    containment: float = 0.5
+    containment: float = 0.4  # tuned: 25% substituted words ≥ 0.975 recall, 0.099% false pos.
     min_shared: int = 8
     max_df: int = 10
 

@@ -140,3 +140,11 @@ def test_benchmark_loading_errors_are_clear(tmp_path):
         hf_items("openai/gsm8k")
     with pytest.raises(ValueError, match="no benchmark items"):
         BenchmarkIndex([])
+
+
+def test_presets_carry_their_tuned_containment_unless_overridden():
+    from synth_lib.decontam import DecontamConfig
+
+    assert DecontamConfig.preset("gpt3").containment == DecontamConfig().containment == 0.4
+    assert DecontamConfig.preset("llama3").containment == 0.5
+    assert DecontamConfig.preset("llama3", containment=0.3).containment == 0.3

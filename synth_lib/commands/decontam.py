@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
         items = humaneval_items() if args.humaneval else []
         for spec in args.benchmark:
             items += load_benchmark(spec)
-        overrides = {"containment": args.containment}
+        overrides = {} if args.containment is None else {"containment": args.containment}
         if args.ngram:
             overrides |= {"ngram": args.ngram, "min_overlap": 1}
         config = DecontamConfig.preset(args.preset, **overrides)
@@ -93,7 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--containment",
         type=float,
-        default=defaults.containment,
-        help="share of a benchmark item's bigram weight in a row that flags it",
+        default=None,
+        help="share of a benchmark item's bigram weight in a row that flags it "
+        f"(default: the preset's; gpt3 {defaults.containment})",
     )
     parser.set_defaults(handler=_run)
