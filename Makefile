@@ -31,9 +31,12 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap chromium; \
 	  else echo "install bubblewrap and chromium (e.g. sudo apt-get install bubblewrap chromium)"; exit 1; fi; }
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The instance's storage is created here, once: a UI and a run starting together on a
+# fresh instance would otherwise both create its SQLite schema and break it.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
+	$(VENV)/bin/dagster instance migrate
 
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster job execute -m synth_jobs.definitions -j synth_all
