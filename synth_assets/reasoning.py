@@ -19,19 +19,10 @@ from synth_lib.reasoning import cot, debate, judge, preference, tasks
 from synth_lib.reasoning.curate import curate
 from synth_lib.reasoning.seeding import in_share
 from synth_lib.reasoning.tasks import DEFAULT_TASKS, DIFFICULTY_LEVELS
-from synth_lib.reporting import counts_table
+from synth_lib.reporting import counts_table, markdown_table
 
 GROUP = "reasoning"
 JUDGE_TEMPLATES = (judge.CONSTITUTION, judge.PAIRWISE_TEMPLATE, judge.SCORE_TEMPLATE)
-
-
-def _md_table(rows: list[dict]) -> str:
-    if not rows:
-        return "_none_"
-    head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _model_metadata(
@@ -74,7 +65,7 @@ def reasoning_tasks(
     extra = {
         "reasoning_gym_version": version("reasoning-gym"),
         "license": tasks.LICENSE,
-        "problems_by_task": dg.MetadataValue.md(_md_table(cells.to_dicts())),
+        "problems_by_task": dg.MetadataValue.md(markdown_table(cells.to_dicts())),
     }
     return frame_output(frame, ["task_type", "difficulty", "question", "gold"], extra)
 
@@ -167,14 +158,14 @@ def cot_traces(
         **cot.cot_summary(problems, outcome, config.k),
         "rationalized_rows": int(accepted["rationalized"].sum()) if accepted.height else 0,
         "pass_rate_by_task": dg.MetadataValue.md(
-            _md_table(cot.pass_table(problems, outcome, config.k))
+            markdown_table(cot.pass_table(problems, outcome, config.k))
         ),
         "drop_reasons": dg.MetadataValue.md(counts_table(curated.drops)),
         "rs_percentile": config.rs_percentile,
         "rs_groups_with_threshold": len(thresholds),
         "rs_median_threshold": float(pl.Series(thresholds).median()) if thresholds else None,
         "rs_thresholds": dg.MetadataValue.md(
-            _md_table([asdict(t) for t in curated.thresholds if t.threshold is not None][:20])
+            markdown_table([asdict(t) for t in curated.thresholds if t.threshold is not None][:20])
         ),
         "judge_unscored_traces": curated.unscored,
         "upweighted_rows": dg.MetadataValue.json(dict(curated.weighted)),

@@ -9,6 +9,21 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 
+def markdown_table(rows: Sequence[Mapping[str, object]], width: int = 80) -> str:
+    """Dict rows as a Markdown table (columns of the first row), cells cut to `width`."""
+    if not rows:
+        return "_none_"
+
+    def cell(value: object) -> str:
+        text = str(value).replace("\n", " ").replace("|", "\\|")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cell(row[h]) for h in head) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def markdown_preview(
     frame: pl.DataFrame, columns: Sequence[str], rows: int = 5, width: int = 80
 ) -> str:
@@ -16,24 +31,13 @@ def markdown_preview(
     present = [c for c in columns if c in frame.columns]
     if not present or frame.is_empty():
         return "_no rows_"
-
-    def cell(value: object) -> str:
-        text = str(value).replace("\n", " ").replace("|", "\\|")
-        return text if len(text) <= width else text[: width - 1] + "…"
-
-    lines = ["| " + " | ".join(present) + " |", "|" + "---|" * len(present)]
-    for row in frame.head(rows).select(present).iter_rows():
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines)
+    return markdown_table(frame.head(rows).select(present).to_dicts(), width)
 
 
 def counts_table(counts: Mapping[str, int], key: str = "reason", value: str = "rows") -> str:
     """A two-column Markdown table, largest count first."""
-    if not counts:
-        return "_none_"
-    lines = [f"| {key} | {value} |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
-    return "\n".join(lines)
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+    return markdown_table([{key: k, value: v} for k, v in ordered])
 
 
 def histogram_png_markdown(values: Sequence[float], title: str, xlabel: str, bins: int = 30) -> str:
