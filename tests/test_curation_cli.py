@@ -29,6 +29,14 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
+def write_rows(path: Path, rows: list) -> Path:
+    """`rows` as JSONL or Parquet, by the file's extension."""
+    if path.suffix == ".jsonl":
+        return write_jsonl(path, rows)
+    pl.DataFrame(rows).write_parquet(path)
+    return path
+
+
 @pytest.mark.parametrize(
     ("src", "dst"), [("jsonl", "jsonl"), ("parquet", "parquet"), ("jsonl", "parquet")]
 )
@@ -38,11 +46,7 @@ def test_dedup_keeps_columns_and_marks_clusters(tmp_path, src, dst, capsys):
         {"id": "a", "text": PASSAGE.upper() + " !!", "meta": {"k": 2}},
         {"id": "c", "text": OTHER, "meta": {"k": 3}},
     ]
-    infile = tmp_path / f"in.{src}"
-    if src == "jsonl":
-        write_jsonl(infile, rows)
-    else:
-        pl.DataFrame(rows).write_parquet(infile)
+    infile = write_rows(tmp_path / f"in.{src}", rows)
     out = tmp_path / f"out.{dst}"
     assert run("dedup", str(infile), str(out), "--threshold", "0.5") == 0
     frame = pl.read_ndjson(out) if dst == "jsonl" else pl.read_parquet(out)
@@ -57,11 +61,7 @@ def test_decontam_flags_benchmark_rows(tmp_path, fmt, capsys):
     problem = humaneval_items()[3]
     bench = write_jsonl(tmp_path / "mini.jsonl", [{"question": PASSAGE}, {"question": "x y z"}])
     rows = [{"text": "Solve this:\n" + problem.text}, {"text": OTHER}, {"text": PASSAGE + " extra"}]
-    infile = tmp_path / f"in.{fmt}"
-    if fmt == "jsonl":
-        write_jsonl(infile, rows)
-    else:
-        pl.DataFrame(rows).write_parquet(infile)
+    infile = write_rows(tmp_path / f"in.{fmt}", rows)
     out = tmp_path / f"out.{fmt}"
     assert run("decontam", str(infile), str(out), "--benchmark", str(bench), "--humaneval") == 0
     frame = pl.read_ndjson(out) if fmt == "jsonl" else pl.read_parquet(out)
