@@ -26,7 +26,7 @@ from pathlib import Path
 from timing import interleaved
 from word_edits import change_words
 
-from synth_lib.decontam import BenchmarkIndex, DecontamConfig, file_items, humaneval_items
+from synth_lib.curation.decontam import BenchmarkIndex, DecontamConfig, file_items, humaneval_items
 
 CODE_MODULES = (
     "json", "textwrap", "statistics", "heapq", "bisect", "fractions", "string", "shlex",

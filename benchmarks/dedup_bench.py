@@ -26,8 +26,9 @@ from scipy.sparse.csgraph import connected_components
 from timing import interleaved
 from word_edits import change_words
 
-from synth_lib import dedup
-from synth_lib.dedup import DedupConfig, find_duplicates, ngram_hashes, tokenise
+from synth_lib.curation import dedup
+from synth_lib.curation.dedup import DedupConfig, find_duplicates
+from synth_lib.curation.shingles import ngram_hashes, tokenise
 
 DOC_MODULES = (
     "json", "textwrap", "statistics", "heapq", "bisect", "fractions", "string", "shlex",

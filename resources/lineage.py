@@ -1,7 +1,7 @@
 """Where OpenLineage events go: a JSONL file locally, any OpenLineage HTTP backend in production.
 
 Config and client lifecycle only; the events themselves are built in
-`synth_lib.openlineage_events` and emitted by the Parquet IO manager after each write.
+`synth_lib.lineage.openlineage_events` and emitted by the Parquet IO manager after each write.
 """
 
 import fcntl
@@ -16,7 +16,7 @@ from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 from pydantic import Field, PrivateAttr
 
-from synth_lib.openlineage_events import DEFAULT_NAMESPACE, DEFAULT_PRODUCER
+from synth_lib.lineage.openlineage_events import DEFAULT_NAMESPACE, DEFAULT_PRODUCER
 
 TRANSPORTS = ("file", "http", "console")
 

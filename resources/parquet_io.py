@@ -19,7 +19,7 @@ from pydantic import Field, PrivateAttr
 from resources.lineage import OpenLineageEmitter
 from resources.object_store import LocalFolder, S3Prefix, S3Storage, open_store
 from resources.tracking import MlflowTracking
-from synth_lib.openlineage_events import (
+from synth_lib.lineage.openlineage_events import (
     InputSnapshot,
     RunRef,
     RunState,
@@ -27,7 +27,7 @@ from synth_lib.openlineage_events import (
     output_dataset,
     run_event,
 )
-from synth_lib.run_tracking import Markdown, tracked_values
+from synth_lib.lineage.tracking_values import Markdown, tracked_values
 
 _PLAIN_METADATA = (
     dg.IntMetadataValue,

@@ -8,7 +8,7 @@ weaker mode is then named in every verdict and in the assets' metadata.
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from synth_lib.sandbox import Sandbox, SandboxLimits
+from synth_lib.sandbox.host import Sandbox, SandboxLimits
 
 
 class CodeSandbox(dg.ConfigurableResource):

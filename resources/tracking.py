@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from synth_lib.run_tracking import TrackedValues, canonical_run, run_filter, tracking_key
+from synth_lib.lineage.tracking_values import TrackedValues, canonical_run, run_filter, tracking_key
 
 _BATCH_METRICS = 1000
 _BATCH_PARAMS = 100

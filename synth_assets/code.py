@@ -9,13 +9,9 @@ from pydantic import Field
 from resources.engine import GenerationEngine
 from resources.sandbox import CodeSandbox
 from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
-from synth_lib.engines.base import SamplingParams
-from synth_lib.execution_traces import TEMPLATE as TRACE_TEMPLATE
-from synth_lib.execution_traces import recheck, trace
-from synth_lib.prompts import load_template, templates_hash
-from synth_lib.provenance import rows_to_frame
-from synth_lib.reporting import counts_table
-from synth_lib.verified_code import (
+from synth_lib.code.execution_traces import TEMPLATE as TRACE_TEMPLATE
+from synth_lib.code.execution_traces import recheck, trace
+from synth_lib.code.verified_code import (
     PROBLEM_STAGE,
     STAGE,
     TEMPLATES,
@@ -23,6 +19,10 @@ from synth_lib.verified_code import (
     verify_code,
     write_problems,
 )
+from synth_lib.engines.base import SamplingParams
+from synth_lib.prompts import load_template, templates_hash
+from synth_lib.provenance.schema import rows_to_frame
+from synth_lib.reporting import counts_table
 
 PROBLEM_SCHEMA = {"problem": pl.Utf8, "function": pl.Utf8, "accepted": pl.Boolean}
 CODE_SCHEMA = {

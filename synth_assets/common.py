@@ -6,11 +6,11 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from synth_lib.economics import PriceTable, economics_metadata
 from synth_lib.engines.cache import CachedEngine
+from synth_lib.engines.economics import PriceTable, economics_metadata
 from synth_lib.engines.factory import k8s_gpu_op_tags
 from synth_lib.engines.failures import failure_metadata
-from synth_lib.provenance import RowContext, content_hash
+from synth_lib.provenance.schema import RowContext, content_hash
 from synth_lib.reporting import markdown_preview
 
 GENERATION_RETRY = dg.RetryPolicy(

@@ -17,15 +17,20 @@ from pydantic import Field
 
 from resources.storage import SynthStorage
 from synth_assets.common import frame_metadata
-from synth_lib.anchor_filter import MiniLMEmbedder, anchor_filter
-from synth_lib.decontam import BenchmarkIndex, DecontamConfig, file_items, humaneval_items
-from synth_lib.dedup import DedupConfig, find_duplicates
-from synth_lib.drift import drift_metrics, evaluate_bounds, trend_markdown
-from synth_lib.quality_gates import DEFAULT_STAGES, run_gates
+from synth_lib.curation.decontam import BenchmarkIndex, DecontamConfig
+from synth_lib.curation.dedup import DedupConfig
+from synth_lib.curation.drift import evaluate_bounds, trend_markdown
+from synth_lib.curation.quality_gates import DEFAULT_STAGES, run_gates
+from synth_lib.curation.steps import (
+    CurationSettings,
+    benchmark_index,
+    bounds,
+    curate_mix,
+    text_view,
+)
 from synth_lib.reporting import counts_table
 
 ASSET = "decontaminated_mix"
-NO_TEXT = "no text: text, prompt and response are all empty"
 TREND_METRICS = ("distinct_2_ratio", "kl_to_human", "length_mean_ratio", "anchor_coverage")
 
 
@@ -87,40 +92,6 @@ class CurationConfig(dg.Config):
     )
 
 
-def benchmark_index(spec: dict) -> BenchmarkIndex:
-    """The benchmarks and overlap settings named in a config dump or a recorded check spec."""
-    items = humaneval_items() if spec["humaneval"] else []
-    for path in spec["benchmark_paths"]:
-        items += file_items(path)
-    config = DecontamConfig(
-        ngram=spec["ngram"], min_overlap=spec["min_overlap"], containment=spec["containment"]
-    )
-    return BenchmarkIndex(items, config)
-
-
-def text_view(frame: pl.DataFrame) -> pl.Series:
-    """`text`, or prompt + response where a row has no text."""
-    pair = pl.concat_str(
-        [pl.col(c) for c in ("prompt", "response") if c in frame.columns],
-        separator="\n\n",
-        ignore_nulls=True,
-    )
-    text = pl.col("text") if "text" in frame.columns else pl.lit(None, pl.Utf8)
-    return frame.select(pl.coalesce(text, pair, pl.lit("")).alias("text")).get_column("text")
-
-
-def with_verdict(frame: pl.DataFrame, name: str, passed: bool, score, reason) -> pl.DataFrame:
-    """Append one verdict per row; `score`/`reason` are per-row lists or None."""
-    n = frame.height
-    verdict = pl.struct(
-        pl.lit(name).alias("name"),
-        pl.lit(passed).alias("passed"),
-        pl.Series("score", score if score is not None else [None] * n, dtype=pl.Float64),
-        pl.Series("reason", reason if reason is not None else [None] * n, dtype=pl.Utf8),
-    )
-    return frame.with_columns(pl.col("verdicts").list.concat(pl.concat_list(verdict)))
-
-
 def _history(context: dg.AssetExecutionContext, limit: int = 20) -> list[dict]:
     """Drift metrics of the previous materializations, oldest first."""
     records = context.instance.fetch_materializations(dg.AssetKey(ASSET), limit=limit).records
@@ -139,68 +110,10 @@ def _recorded_spec(context: dg.AssetCheckExecutionContext) -> dict:
     defaults = CurationConfig()
     return {
         **defaults.model_dump(),
-        "soft_bounds": _bounds(defaults.soft_min, defaults.soft_max),
-        "hard_bounds": _bounds(defaults.hard_min, defaults.hard_max),
+        "soft_bounds": bounds(defaults.soft_min, defaults.soft_max),
+        "hard_bounds": bounds(defaults.hard_min, defaults.hard_max),
         **(dict(value.value) if value is not None else {}),
     }
-
-
-def _decontaminate(frame: pl.DataFrame, index: BenchmarkIndex) -> tuple[pl.DataFrame, ...]:
-    matches = index.scan(frame.get_column("_text").to_list())
-    leaked = pl.Series([m is not None for m in matches], dtype=pl.Boolean)
-    found = [m for m in matches if m]
-    rejected = with_verdict(
-        frame.filter(leaked), "decontam", False, [m.score for m in found], [m.reason for m in found]
-    )
-    return with_verdict(frame.filter(~leaked), "decontam", True, None, None), rejected, matches
-
-
-def _dedup(frame: pl.DataFrame, config: CurationConfig) -> tuple[pl.DataFrame, ...]:
-    result = find_duplicates(
-        frame.get_column("_text").to_list(),
-        keys=frame.get_column("id").to_list(),
-        is_synthetic=frame.get_column("is_synthetic").fill_null(True).to_list(),
-        config=DedupConfig(
-            ngram=config.dedup_ngram,
-            threshold=config.dedup_threshold,
-            max_shingle_share=config.dedup_max_shingle_share,
-        ),
-    )
-    kept = pl.Series(result.kept, dtype=pl.Boolean)
-    reasons = [r for r in result.reason if r]
-    rejected = with_verdict(frame.filter(~kept), "dedup", False, None, reasons)
-    return with_verdict(frame.filter(kept), "dedup", True, None, None), rejected, result
-
-
-def _anchor(humans: pl.DataFrame, samples: pl.DataFrame, config: CurationConfig):
-    """Synthetic rows inside the anchor window; None for the result when nothing to compare."""
-    if not (humans.height and samples.height):
-        return samples, samples.head(0), None
-    result = anchor_filter(
-        samples.get_column("_text").to_list(),
-        humans.get_column("_text").to_list(),
-        MiniLMEmbedder(),
-        config.anchor_low,
-        config.anchor_high,
-        anchor_keys=humans.get_column("id").to_list(),
-    )
-    inside = pl.Series(result.kept, dtype=pl.Boolean)
-    best = result.best.astype(float)
-    rejected = with_verdict(
-        samples.filter(~inside),
-        "anchor_window",
-        False,
-        best[~result.kept].tolist(),
-        [r for r in result.reason if r],
-    )
-    kept = with_verdict(
-        samples.filter(inside), "anchor_window", True, best[result.kept].tolist(), None
-    )
-    return kept, rejected, result
-
-
-def _bounds(low: dict[str, float], high: dict[str, float]) -> dict[str, tuple]:
-    return {k: (low.get(k), high.get(k)) for k in sorted({*low, *high})}
 
 
 def _write_rejects(storage: SynthStorage, rejected: list[pl.DataFrame]) -> tuple[int, str]:
@@ -245,45 +158,43 @@ def decontaminated_mix(
 ) -> dg.MaterializeResult:
     """The training mix after decontamination, near-duplicate removal and anchor filtering."""
     index = benchmark_index(config.model_dump())
-    frame = training_mix.with_columns(text_view(training_mix).alias("_text"))
-    blank = frame.get_column("_text").str.strip_chars() == ""
-    empty = with_verdict(frame.filter(blank), "has_text", False, None, [NO_TEXT] * blank.sum())
-    if empty.height:
-        context.log.warning(f"{empty.height} mix rows have no text, prompt or response")
-    frame, leaked, matches = _decontaminate(frame.filter(~blank), index)
-    frame, duplicates, dedup = _dedup(frame, config)
-    synthetic = frame.get_column("is_synthetic").fill_null(True)
-    anchored = synthetic & frame.get_column("stage").is_in(config.anchored_stages)
-    humans, others = frame.filter(~synthetic), frame.filter(synthetic & ~anchored)
-    samples, drifted, anchors = _anchor(humans, frame.filter(anchored), config)
-    if anchors is None and samples.height:
-        context.log.warning("no human rows in the mix: anchor filtering skipped")
-    out = pl.concat([humans, others, samples], how="vertical_relaxed").sort("id")
-
-    vectors = (anchors.sample_vectors[anchors.kept], anchors.anchor_vectors) if anchors else ()
-    metrics = drift_metrics(
-        samples.get_column("_text").to_list(),
-        humans.get_column("_text").to_list(),
-        *vectors,
+    settings = CurationSettings(
+        dedup=DedupConfig(
+            ngram=config.dedup_ngram,
+            threshold=config.dedup_threshold,
+            max_shingle_share=config.dedup_max_shingle_share,
+        ),
+        anchored_stages=config.anchored_stages,
+        anchor_low=config.anchor_low,
+        anchor_high=config.anchor_high,
         coverage_cosine=config.coverage_cosine,
     )
-    rejected_rows, rejected_path = _write_rejects(storage, [empty, leaked, duplicates, drifted])
+    outcome = curate_mix(training_mix, index, settings)
+    if outcome.empty.height:
+        context.log.warning(f"{outcome.empty.height} mix rows have no text, prompt or response")
+    if (
+        outcome.anchors is None
+        and outcome.kept.get_column("stage").is_in(config.anchored_stages).any()
+    ):
+        context.log.warning("no human rows in the mix: anchor filtering skipped")
+    anchors, metrics, out = outcome.anchors, outcome.drift, outcome.kept
+    rejected_rows, rejected_path = _write_rejects(storage, outcome.rejected)
     spec = config.model_dump(
         include={"benchmark_paths", "humaneval", "ngram", "min_overlap", "containment"}
     )
     extra = {
         "input_rows": training_mix.height,
-        "rows_without_text": empty.height,
-        "flagged_by_benchmark": dg.MetadataValue.json(index.counts(matches)),
+        "rows_without_text": outcome.empty.height,
+        "flagged_by_benchmark": dg.MetadataValue.json(index.counts(outcome.matches)),
         "check_spec": dg.MetadataValue.json(
             {
                 **spec,
                 "allowed_stages": config.allowed_stages,
-                "soft_bounds": _bounds(config.soft_min, config.soft_max),
-                "hard_bounds": _bounds(config.hard_min, config.hard_max),
+                "soft_bounds": bounds(config.soft_min, config.soft_max),
+                "hard_bounds": bounds(config.hard_min, config.hard_max),
             }
         ),
-        "dedup": dg.MetadataValue.json(dedup.stats()),
+        "dedup": dg.MetadataValue.json(outcome.dedup.stats()),
         "anchor_drop_reasons": dg.MetadataValue.md(
             counts_table(anchors.reason_counts() if anchors else {}, "reason")
         ),
@@ -294,7 +205,6 @@ def decontaminated_mix(
             trend_markdown([*_history(context), metrics], TREND_METRICS)
         ),
     }
-    out = out.drop("_text")
     metadata = frame_metadata(out, ["stage", "text", "id"], extra)
     return dg.MaterializeResult(
         value=out,

@@ -14,10 +14,10 @@ from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row
 from synth_lib.engines.base import SamplingParams
 from synth_lib.engines.cache import CachedEngine
 from synth_lib.prompts import load_template, templates_hash
-from synth_lib.provenance import rows_to_frame
+from synth_lib.provenance.schema import rows_to_frame
 from synth_lib.reasoning import cot, debate, judge, preference, tasks
 from synth_lib.reasoning.curate import curate
-from synth_lib.reasoning.seeding import in_share
+from synth_lib.reasoning.debate_targets import debate_targets
 from synth_lib.reasoning.tasks import DEFAULT_TASKS, DIFFICULTY_LEVELS
 from synth_lib.reporting import counts_table, markdown_table
 
@@ -218,17 +218,11 @@ def preference_pairs(
         max_pairs_per_prompt=config.max_pairs_per_prompt,
     )
     if config.include_code:
-        # a candidate that never became a program (truncated, empty) is no rejected completion
-        failed = verified_code_rejects.filter(
-            pl.col("reject_reason").fill_null("") != "generation_failed"
-        )
-        code_rows = pl.concat([verified_code, failed], how="diagonal_relaxed").sort("id")
-        good, bad = preference.split_verified(code_rows, passed="accepted")
-        code = preference.verified_pairs(
-            good, bad, ctx, source="verified_code", max_pairs_per_prompt=config.max_pairs_per_prompt
+        code = preference.code_pairs(
+            verified_code, verified_code_rejects, ctx, config.max_pairs_per_prompt
         )
         verified.rows += code.rows
-        verified.drops.update({f"code_{k}": v for k, v in code.drops.items()})
+        verified.drops.update(code.drops)
     cached = engine.engine_for(preference.STAGE)
     rlaif = preference.PairOutcome()
     if config.judged:
@@ -271,34 +265,6 @@ class DebateConfig(dg.Config):
     seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
 
 
-def _debate_items(
-    config: DebateConfig, rephrasings: pl.DataFrame, pairs: pl.DataFrame, seeds: pl.DataFrame
-) -> list[debate.DebateItem]:
-    cap = config.max_items or None
-    source_text = dict(zip(seeds["id"], seeds["text"], strict=True))
-    items = []
-    for row in rephrasings.filter(pl.col("accepted")).sort("id").iter_rows(named=True):
-        if in_share(row["id"], config.share, "debate"):
-            passage = source_text.get(row["parent_ids"][0], "")
-            context = (
-                f"Source passage:\n{passage}\n\nRewrite ({row['style']} style):\n{row['text']}"
-            )
-            claim = "The rewrite preserves the source's meaning and adds nothing it does not say."
-            items.append(debate.DebateItem(claim, context, row))
-    items = items[:cap]
-    judged_rows = pairs.filter(pl.col("pair_source").str.starts_with("judged")).sort("id")
-    pair_items = []
-    for row in judged_rows.iter_rows(named=True):
-        if in_share(row["id"], config.share, "debate"):
-            context = (
-                f"Prompt:\n{row['prompt']}\n\nResponse 1:\n{row['chosen']}\n\n"
-                f"Response 2:\n{row['rejected']}"
-            )
-            claim = "Response 1 is more correct, faithful and clearly reasoned than Response 2."
-            pair_items.append(debate.DebateItem(claim, context, row))
-    return items + pair_items[:cap]
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"polars"},
@@ -314,7 +280,9 @@ def debate_verdicts(
     text_seeds: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Debate-checked verdicts on unverifiable samples; rejected ones must leave the mix."""
-    items = _debate_items(config, rephrasings, preference_pairs, text_seeds)
+    items = debate_targets(
+        rephrasings, preference_pairs, text_seeds, share=config.share, max_items=config.max_items
+    )
     cached = engine.engine_for(debate.STAGE)
     judge_sampling = SamplingParams(0.0, 1.0, config.judge_max_tokens)
     began = time.perf_counter()

@@ -7,14 +7,14 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.common import frame_output, row_context
-from synth_lib.provenance import Source, rows_to_frame
+from synth_lib.provenance.schema import Source, rows_to_frame
 from synth_lib.reporting import counts_table
 from synth_lib.seeds.cleaning import RawSeed, clean_seeds, reject_rows
 from synth_lib.seeds.gsm8k import SeedFileMissing, gsm8k_seeds
 from synth_lib.seeds.readers import read_records
 from synth_lib.seeds.reference import reference_passages
 from synth_lib.seeds.stdlib_code import stdlib_functions
-from synth_lib.textclean import normalize_code
+from synth_lib.seeds.textclean import normalize_code
 
 TEXT_SCHEMA = {"text": pl.Utf8, "title": pl.Utf8}
 CODE_SCHEMA = {"text": pl.Utf8, "name": pl.Utf8, "module": pl.Utf8}

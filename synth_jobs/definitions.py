@@ -5,18 +5,10 @@ import os
 import dagster as dg
 
 from resources.parquet_io import lineage_failure_hook
-from synth_assets import (
-    code,
-    curation,
-    generation_failures,
-    reasoning,
-    rephrasings,
-    seeds,
-    training_mix,
-)
+from synth_assets import code, curation, engines, mix, reasoning, seeds, text
 from synth_jobs.profiles import local_resources, production_resources
 
-ASSET_MODULES = [seeds, rephrasings, code, reasoning, training_mix, curation, generation_failures]
+ASSET_MODULES = [seeds, text, code, reasoning, mix, curation, engines]
 all_assets = [
     a.with_hooks({lineage_failure_hook}) if isinstance(a, dg.AssetsDefinition) else a
     for a in dg.load_assets_from_modules(ASSET_MODULES)

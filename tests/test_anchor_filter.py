@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from synth_lib.anchor_filter import MiniLMEmbedder, anchor_filter, embed
+from synth_lib.curation.anchor_filter import MiniLMEmbedder, anchor_filter, embed
 
 
 class AxisEmbedder:

@@ -11,9 +11,9 @@ import pytest
 from resources.parquet_io import PolarsParquetIOManager
 from resources.storage import SynthStorage
 from synth_assets import curation
-from synth_lib.decontam import humaneval_items
-from synth_lib.mix import to_mix_schema
-from synth_lib.provenance import Generator, RowContext, Source, make_row, rows_to_frame
+from synth_lib.curation.decontam import humaneval_items
+from synth_lib.mix.shards import to_mix_schema
+from synth_lib.provenance.schema import Generator, RowContext, Source, make_row, rows_to_frame
 
 GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 CHECKS = [

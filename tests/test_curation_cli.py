@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from synth_lib.commands import decontam, dedup
-from synth_lib.decontam import humaneval_items
+from synth_lib.curation.decontam import humaneval_items
 
 PASSAGE = " ".join(topics["if"].split()[:80])
 OTHER = " ".join(topics["while"].split()[:80])

@@ -8,7 +8,7 @@ from pydoc_data.topics import topics
 import polars as pl
 import pytest
 
-from synth_lib.decontam import (
+from synth_lib.curation.decontam import (
     BenchmarkIndex,
     BenchmarkItem,
     DecontamConfig,
@@ -143,7 +143,7 @@ def test_benchmark_loading_errors_are_clear(tmp_path):
 
 
 def test_presets_carry_their_tuned_containment_unless_overridden():
-    from synth_lib.decontam import DecontamConfig
+    from synth_lib.curation.decontam import DecontamConfig
 
     assert DecontamConfig.preset("gpt3").containment == DecontamConfig().containment == 0.4
     assert DecontamConfig.preset("llama3").containment == 0.5

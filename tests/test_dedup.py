@@ -7,15 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from synth_lib.dedup import (
-    DedupConfig,
-    dedup_frame,
-    find_duplicates,
-    ngram_hashes,
-    normalise,
-    text_keys,
-    tokenise,
-)
+from synth_lib.curation.dedup import DedupConfig, dedup_frame, find_duplicates
+from synth_lib.curation.shingles import ngram_hashes, normalise, text_keys, tokenise
 
 
 def _passages(count: int, words: int = 120) -> list[str]:

@@ -4,8 +4,7 @@ from pydoc_data.topics import topics
 
 import numpy as np
 
-from synth_lib.dedup import tokenise
-from synth_lib.drift import (
+from synth_lib.curation.drift import (
     anchor_coverage,
     distinct_n,
     drift_metrics,
@@ -14,6 +13,7 @@ from synth_lib.drift import (
     trend_markdown,
     trend_png,
 )
+from synth_lib.curation.shingles import tokenise
 
 HUMAN = [" ".join(topics[name].split()[:60]) for name in sorted(topics)[:30]]
 

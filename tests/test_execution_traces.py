@@ -14,9 +14,9 @@ import pytest
 
 from resources.sandbox import CodeSandbox
 from synth_assets.code import execution_traces, execution_traces_reproduce
-from synth_lib.execution_traces import FUNCTIONS, TraceFunction, plan_calls, trace
-from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
-from synth_lib.sandbox import Sandbox, SandboxLimits, SandboxUnavailable
+from synth_lib.code.execution_traces import FUNCTIONS, TraceFunction, plan_calls, trace
+from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
+from synth_lib.sandbox.host import Sandbox, SandboxLimits, SandboxUnavailable
 
 CTX = RowContext(run_id="test-run")
 PICK = {"math.isqrt", "textwrap.shorten", "os.path.normpath", "fractions.Fraction"}

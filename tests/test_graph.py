@@ -129,7 +129,7 @@ def test_lineage_cli_ends_at_seeds(graph):
             [
                 sys.executable,
                 "-m",
-                "synth_lib.cli",
+                "synth_lib.commands.cli",
                 "lineage",
                 row_id,
                 "--data-dir",
@@ -149,7 +149,7 @@ def test_lineage_cli_ends_at_seeds(graph):
         [
             sys.executable,
             "-m",
-            "synth_lib.cli",
+            "synth_lib.commands.cli",
             "lineage",
             "nope",
             "--data-dir",

@@ -3,7 +3,7 @@ import json
 import polars as pl
 import pytest
 
-from synth_lib.mix import ManifestError, build_mix, read_shards, verify_shards, write_shards
+from synth_lib.mix.shards import ManifestError, build_mix, read_shards, verify_shards, write_shards
 
 
 def _frame(n: int, tag: str) -> pl.DataFrame:
@@ -42,8 +42,8 @@ def test_shards_manifest_and_corruption(tmp_path):
 def test_every_row_kind_gets_a_text_view():
     from datetime import UTC, datetime
 
-    from synth_lib.mix import to_mix_schema
-    from synth_lib.provenance import PROVENANCE_SCHEMA
+    from synth_lib.mix.shards import to_mix_schema
+    from synth_lib.provenance.schema import PROVENANCE_SCHEMA
 
     prov = {name: [None] for name in PROVENANCE_SCHEMA}
     prov["id"] = ["x"]

@@ -14,7 +14,12 @@ from mlflow import MlflowClient
 from resources.parquet_io import PolarsParquetIOManager, lineage_failure_hook
 from resources.tracking import MlflowTracking, default_tracking_uri
 from synth_assets import seeds
-from synth_lib.run_tracking import MAX_PARAM_CHARS, Markdown, tracked_values, tracking_key
+from synth_lib.lineage.tracking_values import (
+    MAX_PARAM_CHARS,
+    Markdown,
+    tracked_values,
+    tracking_key,
+)
 
 
 @dg.asset

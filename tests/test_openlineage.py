@@ -26,9 +26,10 @@ from referencing import Registry, Resource
 
 from resources.lineage import OpenLineageEmitter
 from resources.parquet_io import PolarsParquetIOManager, lineage_failure_hook
-from synth_assets import rephrasings, seeds
+from synth_assets import seeds
+from synth_assets import text as text_assets
 from synth_jobs.profiles import local_resources
-from synth_lib.openlineage_events import (
+from synth_lib.lineage.openlineage_events import (
     PROVENANCE_FACET_SCHEMA,
     PROVENANCE_FACET_SCHEMA_URL,
     InputSnapshot,
@@ -37,7 +38,7 @@ from synth_lib.openlineage_events import (
     dataset_identity,
 )
 from synth_lib.prompts import load_template
-from synth_lib.provenance import RowContext, make_row, rows_to_frame
+from synth_lib.provenance.schema import RowContext, make_row, rows_to_frame
 
 CORE = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 FACETS = "https://openlineage.io/spec/facets"
@@ -302,7 +303,7 @@ def graph(receiver, tmp_path_factory, smoke_models_dir):
         resources = local_resources(home)
         resources["io_manager"] = _io_manager(home / "data", transport="http", url=receiver.url)
         result = dg.materialize(
-            [*dg.load_assets_from_modules([seeds, rephrasings])],
+            [*dg.load_assets_from_modules([seeds, text_assets])],
             resources=resources,
             instance=dg.DagsterInstance.ephemeral(),
             run_config={

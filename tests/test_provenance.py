@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from synth_lib.provenance import (
+from synth_lib.provenance.schema import (
     PROVENANCE_COLUMNS,
     RowContext,
     Source,

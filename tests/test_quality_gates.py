@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from synth_lib.quality_gates import run_gates
+from synth_lib.curation.quality_gates import run_gates
 
 
 def _mix(n: int = 50) -> pl.DataFrame:

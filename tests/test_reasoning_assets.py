@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 
 from resources.engine import GenerationEngine
-from synth_assets import code, reasoning, rephrasings, seeds
+from synth_assets import code, reasoning, seeds
+from synth_assets import text as text_assets
 from synth_lib.engines.base import GenerationRequest
-from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
+from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.reasoning.tasks import reasoning_gym_rows
 from tests.scripted_engine import ScriptedEngine
 
@@ -97,7 +98,7 @@ def run(tmp_path_factory):
     rewrite.update(accepted=True, prompt_tokens=1, completion_tokens=1)
     rows_to_frame([text], seeds.TEXT_SCHEMA).write_parquet(data / "text_seeds.parquet")
     rows_to_frame(MATH, seeds.MATH_SCHEMA).write_parquet(data / "math_seeds.parquet")
-    rows_to_frame([rewrite], rephrasings.PAYLOAD_SCHEMA).write_parquet(data / "rephrasings.parquet")
+    rows_to_frame([rewrite], text_assets.PAYLOAD_SCHEMA).write_parquet(data / "rephrasings.parquet")
     programs = [_program("return a + b", None), _program("return a - b", "failed")]
     programs.append(_program("", "generation_failed"))
     for name, part in (("verified_code", programs[:1]), ("verified_code_rejects", programs[1:])):
@@ -114,7 +115,7 @@ def run(tmp_path_factory):
     result = dg.materialize(
         [
             seeds.seeds,
-            rephrasings.rephrasings,
+            text_assets.rephrasings,
             *code.verified_code.to_source_assets(),
             *dg.load_assets_from_modules([reasoning]),
             *dg.load_asset_checks_from_modules([reasoning]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from synth_assets.reasoning import cot_traces_accepted_verified, preference_pairs_well_formed
-from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
+from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.reasoning import cot, preference
 from synth_lib.reasoning.tasks import problems_from_rows
 from tests.scripted_engine import ScriptedEngine

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from synth_lib.engines.base import GenerationRequest, GenerationResult
-from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
+from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.reasoning.cot import FRAME_SCHEMA, cot_summary, pass_table, solve
 from synth_lib.reasoning.tasks import (
     DIFFICULTY_LEVELS,

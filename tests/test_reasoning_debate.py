@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from synth_lib.engines.base import GenerationRequest, GenerationResult
-from synth_lib.hashing import sha256_hex
-from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
+from synth_lib.provenance.hashing import sha256_hex
+from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.reasoning.debate import (
     PAYLOAD_SCHEMA,
     DebateItem,

@@ -10,10 +10,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from synth_assets import code, reasoning, rephrasings, seeds
+from synth_assets import code, reasoning, seeds
+from synth_assets import text as text_assets
 from synth_jobs.profiles import local_resources
 from synth_lib.engines.base import SamplingParams
-from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
+from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.reasoning.debate import DebateItem, run_debates, verdict_rows
 from synth_lib.reasoning.judge import Comparison, Judge
 from tests.dagster_results import materialization_metadata
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 ASSETS = [
     seeds.seeds,
-    rephrasings.rephrasings,
+    text_assets.rephrasings,
     *code.verified_code.to_source_assets(),
     *dg.load_assets_from_modules([reasoning]),
     *dg.load_asset_checks_from_modules([reasoning]),

@@ -7,7 +7,7 @@ import pytest
 
 from synth_lib.engines.base import GenerationRequest
 from synth_lib.prompts import load_template
-from synth_lib.provenance import RowContext, Source, make_row, rows_to_frame
+from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.reasoning.judge import Comparison, Judge, decide, parse_preference, parse_score
 from synth_lib.reasoning.preference import (
     FRAME_SCHEMA,

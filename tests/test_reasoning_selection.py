@@ -71,7 +71,7 @@ def test_inverse_weights() -> None:
 
 
 def test_curate_scores_filters_and_weights_cot_traces() -> None:
-    from synth_lib.provenance import RowContext, rows_to_frame
+    from synth_lib.provenance.schema import RowContext, rows_to_frame
     from synth_lib.reasoning.cot import FRAME_SCHEMA, solve
     from synth_lib.reasoning.curate import curate
     from synth_lib.reasoning.judge import Judge

@@ -1,8 +1,8 @@
 from synth_lib.engines.base import GenerationResult
-from synth_lib.output_checks import generation_verdict
+from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import load_template
-from synth_lib.provenance import RowContext, Source, make_row
-from synth_lib.rephrase import rephrase
+from synth_lib.provenance.schema import RowContext, Source, make_row
+from synth_lib.text.rephrase import rephrase
 from tests.scripted_engine import ScriptedEngine
 
 SEED_TEXT = (

@@ -21,9 +21,10 @@ import pytest
 from resources.lineage import OpenLineageEmitter
 from resources.object_store import S3Storage
 from resources.parquet_io import PolarsParquetIOManager
-from synth_assets import rephrasings, seeds
+from synth_assets import seeds
+from synth_assets import text as text_assets
 from synth_jobs.profiles import local_resources
-from synth_lib.provenance import content_hash
+from synth_lib.provenance.schema import content_hash
 
 BUCKET = "synth-test"
 PREFIX = "synth"
@@ -100,7 +101,7 @@ def graph(
             lineage=OpenLineageEmitter(file_path=str(home / "events.jsonl")),
         )
         result = dg.materialize(
-            [*dg.load_assets_from_modules([seeds, rephrasings])],
+            [*dg.load_assets_from_modules([seeds, text_assets])],
             resources=resources,
             instance=dg.DagsterInstance.ephemeral(),
             run_config={"ops": {"rephrasings": {"config": {"max_seeds": 2, "max_tokens": 16}}}},

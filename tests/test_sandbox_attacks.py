@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from synth_lib import sandbox as sandbox_mod
 from synth_lib.commands.sandbox import register
-from synth_lib.sandbox import Sandbox, SandboxLimits, SandboxResult, SandboxUnavailable
+from synth_lib.sandbox import host as sandbox_mod
+from synth_lib.sandbox.host import Sandbox, SandboxLimits, SandboxResult, SandboxUnavailable
 
 SECRET = f"s3cret-{uuid.uuid4().hex}"
 MARKER = f"detached-{uuid.uuid4().hex}"
@@ -225,7 +225,7 @@ def _interpreter_for_rlimit_only() -> str | None:
     """rlimit_only as root drops to an unprivileged uid: it needs a world-reachable python."""
     if os.geteuid() != 0:
         return None
-    from synth_lib.sandbox_argv import interpreter, world_accessible
+    from synth_lib.sandbox.argv import interpreter, world_accessible
 
     for candidate in (interpreter()[0], "/usr/bin/python3"):
         if os.path.exists(candidate) and world_accessible(candidate):

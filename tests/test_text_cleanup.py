@@ -1,9 +1,9 @@
 from collections import Counter
 
-from synth_lib.pii import scrub_pii
-from synth_lib.provenance import RowContext, Source
+from synth_lib.provenance.schema import RowContext, Source
 from synth_lib.seeds.cleaning import RawSeed, clean_seeds
-from synth_lib.textclean import normalize_code, normalize_text
+from synth_lib.seeds.pii import scrub_pii
+from synth_lib.seeds.textclean import normalize_code, normalize_text
 
 
 def test_normalize_text_nfc_controls_and_whitespace():

@@ -7,11 +7,11 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from synth_lib.code_lint import lint_check, split_program
+from synth_lib.code.lint import lint_check, split_program
+from synth_lib.code.verified_code import verify_code, write_problems
 from synth_lib.engines.base import GenerationRequest, GenerationResult
-from synth_lib.provenance import RowContext, Source, make_row
-from synth_lib.sandbox import Sandbox, SandboxLimits, SandboxResult, SandboxUnavailable
-from synth_lib.verified_code import verify_code, write_problems
+from synth_lib.provenance.schema import RowContext, Source, make_row
+from synth_lib.sandbox.host import Sandbox, SandboxLimits, SandboxResult, SandboxUnavailable
 from tests.scripted_engine import ScriptedEngine
 
 CTX = RowContext(run_id="test-run")

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from synth_lib.economics import PriceTable, economics_metadata
 from synth_lib.engines.base import GenerationRequest, ModelIdentity, SamplingParams
 from synth_lib.engines.cache import CachedEngine, GenerationStats, ResponseCache
+from synth_lib.engines.economics import PriceTable, economics_metadata
 from synth_lib.engines.factory import build_engine, chunk_size, k8s_gpu_op_tags
 from synth_lib.engines.vllm_engine import (
     VllmConfig,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from synth_lib.commands.dedup import EXIT_BAD_INPUT, InputError, read_table, write_table
-from synth_lib.decontam import (
+from synth_lib.curation.decontam import (
     PRESETS,
     BenchmarkIndex,
     BenchmarkItem,

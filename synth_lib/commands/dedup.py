@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from synth_lib.dedup import DedupConfig, find_duplicates
+from synth_lib.curation.dedup import DedupConfig, find_duplicates
 
 EXIT_BAD_INPUT = 2
 

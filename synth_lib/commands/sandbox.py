@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from synth_lib.sandbox import MODES, Sandbox, SandboxLimits, SandboxUnavailable
+from synth_lib.sandbox.host import MODES, Sandbox, SandboxLimits, SandboxUnavailable
 
 EXIT_NOT_PASSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 1, 2, 3
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from synth_lib.hashing import canonical_json, sha256_hex
+from synth_lib.provenance.hashing import canonical_json, sha256_hex
 
 FinishReason = Literal["stop", "length", "content_filter", "error"]
 

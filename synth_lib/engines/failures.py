@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from synth_lib.engines.base import GenerationRequest, GenerationResult, ModelIdentity
-from synth_lib.hashing import canonical_json, sha256_hex
+from synth_lib.provenance.hashing import canonical_json, sha256_hex
 
 FAILURE_COLUMNS: dict[str, type] = {
     "stage": str,

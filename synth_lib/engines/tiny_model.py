@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from synth_lib.hashing import sha256_hex
+from synth_lib.provenance.hashing import sha256_hex
 
 SMOKE_MODEL_NAME = "smoke-random-llama-2x64"
 _SENTENCE_ENDS = (".", "?", "!")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synth_lib.engines.base import GenerationRequest, GenerationResult, ModelIdentity
-from synth_lib.hashing import sha256_hex
+from synth_lib.provenance.hashing import sha256_hex
 
 PromptFormat = Literal["auto", "chat", "text", "token_ids"]
 Prompt = dict[str, Any]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from synth_lib.hashing import sha256_hex
+from synth_lib.provenance.hashing import sha256_hex
 
 
 @dataclass(frozen=True)

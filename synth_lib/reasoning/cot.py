@@ -17,9 +17,9 @@ from typing import Any
 import polars as pl
 
 from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, SamplingParams
-from synth_lib.output_checks import generation_verdict
+from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import Template, load_template
-from synth_lib.provenance import RowContext, Verdict, generator_for, make_row
+from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
 from synth_lib.reasoning.answers import extract_answer
 from synth_lib.reasoning.seeding import stable_seed
 from synth_lib.reasoning.tasks import Problem, check_answer

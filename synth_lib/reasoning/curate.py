@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from synth_lib.provenance import Verdict, add_verdicts
+from synth_lib.provenance.schema import Verdict, add_verdicts
 from synth_lib.reasoning.cot import CotOutcome
 from synth_lib.reasoning.judge import Judge
 from synth_lib.reasoning.selection import Embedder, GroupThreshold, percentile_filter, rarity

@@ -17,10 +17,10 @@ from typing import Any, Literal
 import polars as pl
 
 from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
-from synth_lib.hashing import sha256_hex
-from synth_lib.output_checks import generation_verdict
+from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import load_template
-from synth_lib.provenance import RowContext, Verdict, generator_for, make_row
+from synth_lib.provenance.hashing import sha256_hex
+from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
 from synth_lib.reasoning.seeding import stable_seed
 
 STAGE = "debate_verdicts"

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
-from synth_lib.hashing import sha256_hex
 from synth_lib.prompts import Template, load_template
-from synth_lib.provenance import Generator, generator_for
+from synth_lib.provenance.hashing import sha256_hex
+from synth_lib.provenance.schema import Generator, generator_for
 from synth_lib.reasoning.seeding import stable_seed
 
 Preference = Literal["A", "B", "tie"]

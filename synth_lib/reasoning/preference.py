@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from synth_lib.provenance import RowContext, Verdict, make_row
+from synth_lib.provenance.schema import RowContext, Verdict, make_row
 from synth_lib.reasoning.judge import Comparison, Judge
 
 STAGE = "preference_pairs"
@@ -151,6 +151,21 @@ def split_verified(
     good = [c for c in candidates if c.row.get(passed)]
     bad = [c for c in candidates if c.row.get(passed) is False]
     return good, bad
+
+
+def code_pairs(
+    accepted: pl.DataFrame, rejects: pl.DataFrame, ctx: RowContext, max_pairs_per_prompt: int
+) -> PairOutcome:
+    """Sandbox-passed vs failed code for the same prompt. A candidate that never became a
+    program (truncated, empty) is no rejected completion, so it is left out."""
+    failed = rejects.filter(pl.col("reject_reason").fill_null("") != "generation_failed")
+    rows = pl.concat([accepted, failed], how="diagonal_relaxed").sort("id")
+    good, bad = split_verified(rows, passed="accepted")
+    outcome = verified_pairs(
+        good, bad, ctx, source="verified_code", max_pairs_per_prompt=max_pairs_per_prompt
+    )
+    outcome.drops = Counter({f"code_{k}": v for k, v in outcome.drops.items()})
+    return outcome
 
 
 def comparisons_for(

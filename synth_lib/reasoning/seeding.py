@@ -6,7 +6,7 @@ response cache) and sends the same rows to debate, whatever the row order.
 
 from __future__ import annotations
 
-from synth_lib.hashing import sha256_hex
+from synth_lib.provenance.hashing import sha256_hex
 
 
 def stable_seed(*parts: object) -> int:

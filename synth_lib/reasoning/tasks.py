@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
-from synth_lib.hashing import sha256_hex
-from synth_lib.provenance import RowContext, Source, make_row
+from synth_lib.provenance.hashing import sha256_hex
+from synth_lib.provenance.schema import RowContext, Source, make_row
 from synth_lib.reasoning.answers import answers_match
 
 STAGE = "reasoning_tasks"

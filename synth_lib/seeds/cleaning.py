@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from synth_lib.hashing import sha256_hex
-from synth_lib.pii import scrub_pii
-from synth_lib.provenance import RowContext, Source, make_row
+from synth_lib.provenance.hashing import sha256_hex
+from synth_lib.provenance.schema import RowContext, Source, make_row
+from synth_lib.seeds.pii import scrub_pii
 from synth_lib.seeds.readers import Reject
-from synth_lib.textclean import normalize_text
+from synth_lib.seeds.textclean import normalize_text
 
 
 @dataclass(frozen=True)

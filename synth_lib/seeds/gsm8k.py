@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from synth_lib.provenance import Source
+from synth_lib.provenance.schema import Source
 from synth_lib.seeds.cleaning import RawSeed
 from synth_lib.seeds.readers import Reject, read_records
 

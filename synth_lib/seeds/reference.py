@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 
-from synth_lib.provenance import Source
+from synth_lib.provenance.schema import Source
 from synth_lib.seeds.cleaning import RawSeed
 
 LICENSE = "PSF-2.0"

@@ -7,7 +7,7 @@ import inspect
 import sys
 from collections.abc import Iterator
 
-from synth_lib.provenance import Source
+from synth_lib.provenance.schema import Source
 from synth_lib.seeds.cleaning import RawSeed
 
 LICENSE = "PSF-2.0"

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from synth_lib.anchor_filter import nearest
-from synth_lib.dedup import Tokens, ngram_hashes, tokenise, unique_counts
+from synth_lib.curation.anchor_filter import nearest
+from synth_lib.curation.shingles import Tokens, ngram_hashes, tokenise, unique_counts
 
 Bounds = Mapping[str, Sequence[float | None]]
 

@@ -10,9 +10,9 @@ from resources.engine import GenerationEngine
 from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
 from synth_lib.engines.base import SamplingParams
 from synth_lib.prompts import load_template, templates_hash
-from synth_lib.provenance import rows_to_frame
-from synth_lib.rephrase import STAGE, STYLE_TEMPLATES, rephrase
+from synth_lib.provenance.schema import rows_to_frame
 from synth_lib.reporting import counts_table, histogram_png_markdown
+from synth_lib.text.rephrase import STAGE, STYLE_TEMPLATES, rephrase
 
 PAYLOAD_SCHEMA = {
     "text": pl.Utf8,

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
-from synth_lib.output_checks import generation_verdict, novelty_verdict
+from synth_lib.engines.output_checks import generation_verdict, novelty_verdict
 from synth_lib.prompts import load_template
-from synth_lib.provenance import RowContext, generator_for, make_row
+from synth_lib.provenance.schema import RowContext, generator_for, make_row
 
 STAGE = "rephrasings"
 STYLE_TEMPLATES: dict[str, str] = {

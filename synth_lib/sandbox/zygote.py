@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from synth_lib.sandbox_process import Capture, drain
+from synth_lib.sandbox.process import Capture, drain
 
 START_TIMEOUT_S = 60.0
 DONE_TIMEOUT_S = 10.0

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from synth_lib.hashing import canonical_json, sha256_hex
+from synth_lib.provenance.hashing import canonical_json, sha256_hex
 
 ID_HEX_CHARS = 32
 

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from resources.storage import SynthStorage
 from synth_assets.common import frame_output
-from synth_lib.mix import (
+from synth_lib.mix.shards import (
     ManifestError,
     accepted_only,
     build_mix,

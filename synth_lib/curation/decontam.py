@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from synth_lib.dedup import ngram_hashes, tokenise, unique_counts, unique_pairs
+from synth_lib.curation.shingles import ngram_hashes, tokenise, unique_counts, unique_pairs
 
 # Llama 3 scores the share of a sample's tokens inside shared 8-grams with a threshold per
 # benchmark; here 8-grams need 4 shared to flag a row (any single shared 8-gram flags about

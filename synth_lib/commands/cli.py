@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from synth_lib.lineage import ancestry, load_index, parquet_files
+from synth_lib.provenance.ancestry import ancestry, load_index, parquet_files
 
 FEATURE_COMMANDS: tuple[str, ...] = ("sandbox", "dedup", "decontam")
 

@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from synth_lib.code_lint import TESTS_DONE, Program, compile_check, lint_check, split_program
+from synth_lib.code.lint import TESTS_DONE, Program, compile_check, lint_check, split_program
 from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, SamplingParams
-from synth_lib.output_checks import generation_verdict
+from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import Template, load_template
-from synth_lib.provenance import RowContext, Verdict, generator_for, make_row
-from synth_lib.sandbox import SandboxResult
+from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
+from synth_lib.sandbox.host import SandboxResult
 
 PROBLEM_STAGE = "code_problems"
 STAGE = "verified_code"

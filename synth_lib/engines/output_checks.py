@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from synth_lib.engines.base import GenerationResult
-from synth_lib.provenance import Verdict
+from synth_lib.provenance.schema import Verdict
 
 _REFUSAL = re.compile(
     r"^\W*(?:I(?:'m| am) sorry|I can(?:'|no)t (?:help|assist|do|comply|provide)|I cannot"

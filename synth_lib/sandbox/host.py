@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from synth_lib import sandbox_argv
-from synth_lib.sandbox_process import Capture, run_fresh
-from synth_lib.sandbox_zygote import Zygote, ZygoteBroken
+from synth_lib.sandbox import argv as sandbox_argv
+from synth_lib.sandbox.process import Capture, run_fresh
+from synth_lib.sandbox.zygote import Zygote, ZygoteBroken
 
 MODES = ("bwrap", "rlimit_only")
 VERDICTS = ("passed", "failed", "error", "timeout", "resource_limit", "sandbox_error")
-BOOT_SOURCE = (Path(__file__).parent / "sandbox_boot.py").read_text()
+BOOT_SOURCE = (Path(__file__).parent / "boot.py").read_text()
 LIMIT_SIGNALS = {signal.SIGKILL, signal.SIGXCPU, signal.SIGXFSZ}
 MIB = 1 << 20
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from synth_lib.hashing import canonical_json
+from synth_lib.provenance.hashing import canonical_json
 
 MAX_KEY_CHARS = 250
 MAX_PARAM_CHARS = 6000

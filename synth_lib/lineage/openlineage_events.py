@@ -9,12 +9,14 @@ share it, and the Dagster run is the parent run.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import attr
@@ -31,7 +33,7 @@ from openlineage.client.facet_v2 import (
     schema_dataset,
 )
 
-from synth_lib.provenance import PROVENANCE_COLUMNS, content_hash
+from synth_lib.provenance.schema import PROVENANCE_COLUMNS, content_hash
 
 DEFAULT_NAMESPACE = "synth"
 DEFAULT_PRODUCER = "urn:synth:code-location"
@@ -40,44 +42,9 @@ PROVENANCE_FACET_SCHEMA_ID = "urn:synth:spec:facets:1-0-0:SynthProvenanceDataset
 PROVENANCE_FACET_SCHEMA_URL = f"{PROVENANCE_FACET_SCHEMA_ID}#/$defs/SynthProvenanceDatasetFacet"
 _RUN_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:synth:openlineage:run")
 
-_STRING = {"type": "string"}
-
-
-def _object(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": properties}
-
-
-def _array(items: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "array", "items": items}
-
-
-PROVENANCE_FACET_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": PROVENANCE_FACET_SCHEMA_ID,
-    "$defs": {
-        "SynthProvenanceDatasetFacet": {
-            "allOf": [
-                {"$ref": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetFacet"},
-                _object(
-                    ["contentHash", "stages", "generators", "templates", "smokeModel"],
-                    contentHash=_STRING,
-                    stages=_array(_STRING),
-                    generators=_array(
-                        _object(
-                            ["backend", "model", "revision"],
-                            backend=_STRING,
-                            model=_STRING,
-                            revision=_STRING,
-                        )
-                    ),
-                    templates=_array(_object(["name", "hash"], name=_STRING, hash=_STRING)),
-                    smokeModel={"type": "boolean"},
-                    rootSeedCount={"type": "integer", "minimum": 0},
-                ),
-            ]
-        }
-    },
-}
+PROVENANCE_FACET_SCHEMA: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "provenance_facet.schema.json").read_text()
+)
 
 
 @attr.define(kw_only=True)

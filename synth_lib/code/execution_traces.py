@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synth_lib.prompts import load_template
-from synth_lib.provenance import Generator, RowContext, Source, canonical_json, make_row
-from synth_lib.sandbox import Sandbox
+from synth_lib.provenance.schema import Generator, RowContext, Source, canonical_json, make_row
+from synth_lib.sandbox.host import Sandbox
 
 STAGE = "execution_traces"
 TEMPLATE = "code_trace"

@@ -18,8 +18,8 @@ from typing import Any
 
 import polars as pl
 
-from synth_lib.hashing import sha256_hex
-from synth_lib.provenance import PROVENANCE_COLUMNS
+from synth_lib.provenance.hashing import sha256_hex
+from synth_lib.provenance.schema import PROVENANCE_COLUMNS
 
 MIX_PAYLOAD_SCHEMA: dict[str, pl.DataType] = {
     "text": pl.Utf8(),
