@@ -1,11 +1,17 @@
-"""Shared test setup: offline Hugging Face, one smoke model per session, shared data paths."""
+"""Shared test setup: offline Hugging Face, one smoke model per session, the GSM8K data,
+and a closing summary of every skip (a failure, under SYNTH_REQUIRE_ALL=1, unless GPU)."""
 
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+from tests import environment
+
+environment.apply_require_all()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -14,14 +20,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("SYNTH_MLFLOW", "off")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_GSM8K = REPO_ROOT.parent / "shared" / "data" / "gsm8k"
 
 
 @pytest.fixture(scope="session")
-def gsm8k_dir() -> Path:
-    if not (SHARED_GSM8K / "train.jsonl").is_file():
-        pytest.skip(f"GSM8K data not found at {SHARED_GSM8K}")
-    return SHARED_GSM8K
+def gsm8k_train() -> Path:
+    """GSM8K train split at SYNTH_GSM8K_PATH (skip, or fail when required, without it)."""
+    return environment.gsm8k_file("train")
+
+
+@pytest.fixture(scope="session")
+def gsm8k_test() -> Path:
+    """GSM8K test split at SYNTH_GSM8K_TEST_PATH (skip, or fail when required, without it)."""
+    return environment.gsm8k_file("test")
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +51,57 @@ def synth_home(tmp_path: Path, smoke_models_dir: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("SYNTH_HOME", str(home))
     monkeypatch.setenv("SYNTH_MODELS_DIR", str(smoke_models_dir))
     return home
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def _skips(config: pytest.Config) -> list[tuple[str, str, bool]]:
+    """(test id, reason, is a GPU test) for every skip reported in this session."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput"):  # xdist: the controller reports
+        return []
+    reports = reporter.stats.get("skipped", [])
+    return [
+        (r.nodeid, _skip_reason(r), "gpu" in getattr(r, "keywords", {}))
+        for r in reports
+        if r.skipped
+    ]
+
+
+def _unexpected(config: pytest.Config) -> list[tuple[str, str]]:
+    """Skips that SYNTH_REQUIRE_ALL=1 does not allow: everything but GPU tests."""
+    if os.environ.get(environment.REQUIRE_ALL) != "1":
+        return []
+    return [(nodeid, reason) for nodeid, reason, gpu in _skips(config) if not gpu]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus == pytest.ExitCode.OK and _unexpected(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line per skip reason, naming its tests, so a skip in CI is seen."""
+    skips = _skips(config)
+    if not skips:
+        return
+    by_reason: dict[tuple[str, bool], list[str]] = defaultdict(list)
+    for nodeid, reason, gpu in skips:
+        by_reason[(reason, gpu)].append(nodeid)
+    gpu_count = sum(gpu for _, _, gpu in skips)
+    terminalreporter.section(f"skipped: {len(skips)} ({gpu_count} GPU)")
+    for (reason, gpu), nodeids in sorted(by_reason.items()):
+        label = "[gpu test] " if gpu else ""
+        terminalreporter.line(f"{len(nodeids)} skipped {label}{reason}: {', '.join(nodeids)}")
+    unexpected = _unexpected(config)
+    if unexpected:
+        terminalreporter.line(
+            f"FAILED: {environment.REQUIRE_ALL}=1 allows only GPU tests to skip; "
+            f"{len(unexpected)} other skips above",
+            red=True,
+        )

@@ -15,7 +15,6 @@ from synth_lib.curation.decontam import humaneval_items
 from synth_lib.mix.shards import to_mix_schema
 from synth_lib.provenance.schema import Generator, RowContext, Source, make_row, rows_to_frame
 
-GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 CHECKS = [
     curation.decontaminated_mix_no_benchmark_leak,
     curation.decontaminated_mix_quality_gates,
@@ -25,10 +24,8 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def gsm8k_questions() -> list[str]:
-    if not GSM8K_TEST.is_file():
-        pytest.skip(f"GSM8K test split not found at {GSM8K_TEST}")
-    return [json.loads(line)["question"] for line in GSM8K_TEST.open()][:4]
+def gsm8k_questions(gsm8k_test: Path) -> list[str]:
+    return [json.loads(line)["question"] for line in gsm8k_test.open()][:4]
 
 
 def _mix(gsm8k_questions: list[str]) -> pl.DataFrame:
@@ -83,9 +80,9 @@ def _resources(tmp_path: Path) -> dict:
     }
 
 
-def test_planted_items_are_removed_and_every_check_passes(tmp_path, gsm8k_questions):
+def test_planted_items_are_removed_and_every_check_passes(tmp_path, gsm8k_test, gsm8k_questions):
     mix = _mix(gsm8k_questions)
-    config = {"benchmark_paths": [str(GSM8K_TEST)], "humaneval": True}
+    config = {"benchmark_paths": [str(gsm8k_test)], "humaneval": True}
     result = dg.materialize(
         [_stub("training_mix", mix), curation.decontaminated_mix, *CHECKS],
         resources=_resources(tmp_path),
@@ -123,17 +120,17 @@ def test_planted_items_are_removed_and_every_check_passes(tmp_path, gsm8k_questi
 
 
 def test_blocking_leak_check_fails_and_stops_downstream_when_items_remain(
-    tmp_path, gsm8k_questions
+    tmp_path, gsm8k_test, gsm8k_questions
 ):
     leaky = _stub(
         "decontaminated_mix",
         _mix(gsm8k_questions),
-        {"check_spec": dg.MetadataValue.json({"benchmark_paths": [str(GSM8K_TEST)]})},
+        {"check_spec": dg.MetadataValue.json({"benchmark_paths": [str(gsm8k_test)]})},
     )
 
     @dg.asset(deps=["decontaminated_mix"])
     def trainer() -> None:
-        raise AssertionError("must not run: the blocking check failed")
+        """Materializes whenever it runs: only the blocking check can keep it out."""
 
     result = dg.materialize(
         [leaky, trainer, curation.decontaminated_mix_no_benchmark_leak],

@@ -17,6 +17,7 @@ from synth_assets.code import execution_traces, execution_traces_reproduce
 from synth_lib.code.execution_traces import FUNCTIONS, TraceFunction, plan_calls, trace
 from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.sandbox.host import Sandbox, SandboxLimits, SandboxUnavailable
+from tests import environment
 
 CTX = RowContext(run_id="test-run")
 PICK = {"math.isqrt", "textwrap.shorten", "os.path.normpath", "fractions.Fraction"}
@@ -28,7 +29,7 @@ def sandbox() -> Iterator[Sandbox]:
     try:
         box = Sandbox(SandboxLimits(timeout_s=20.0), concurrency=2)
     except SandboxUnavailable as exc:
-        pytest.skip(f"bubblewrap sandbox unavailable: {exc}")
+        environment.missing("sandbox", f"bubblewrap sandbox unavailable: {exc}")
     with box:
         yield box
 

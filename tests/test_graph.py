@@ -1,6 +1,7 @@
 """The whole graph on an ephemeral instance: determinism, caching, lineage, Definitions."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 
 from synth_jobs.definitions import all_assets, all_checks, defs
 from synth_jobs.profiles import local_resources
+from tests import environment
 from tests.dagster_results import materialization_metadata
 
 pytestmark = pytest.mark.slow
@@ -39,16 +41,10 @@ def _materialize(home, selection=None, gsm8k=None):
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory, smoke_models_dir):
-    import os
-
     os.environ["SYNTH_MODELS_DIR"] = str(smoke_models_dir)
     home = tmp_path_factory.mktemp("graph")
-    gsm8k = dg_path = None
-    from tests.conftest import SHARED_GSM8K
-
-    if (SHARED_GSM8K / "train.jsonl").is_file():
-        gsm8k = dg_path = SHARED_GSM8K / "train.jsonl"
-    result = _materialize(home, gsm8k=dg_path)
+    gsm8k = os.environ.get("SYNTH_GSM8K_PATH") or None
+    result = _materialize(home, gsm8k=gsm8k)
     return home, result, gsm8k
 
 
@@ -76,12 +72,10 @@ def test_generating_assets_take_a_gpu_slot_and_retry_with_jitter():
 
 
 def test_whole_graph_materializes(graph):
-    home, result, gsm8k = graph
+    home, result, _ = graph
     assert result.success
     assert materialization_metadata(result, "text_seeds")["dagster/row_count"] > 300
     assert materialization_metadata(result, "code_seeds")["dagster/row_count"] > 50
-    if gsm8k:
-        assert materialization_metadata(result, "math_seeds")["dagster/row_count"] == 200
     rephrase_meta = materialization_metadata(result, "rephrasings")
     assert rephrase_meta["dagster/row_count"] + rephrase_meta["generation_failures"] == 24
     assert rephrase_meta["engine_requests"] == 24 and rephrase_meta["smoke_model"] is True
@@ -95,6 +89,13 @@ def test_whole_graph_materializes(graph):
     mix = pl.read_parquet(home / "data" / "training_mix.parquet")
     smoke_rows = mix.filter(pl.col("generator").struct.field("is_smoke_model").fill_null(False))
     assert checks["training_mix_not_smoke_model"].passed == (smoke_rows.height == 0)
+
+
+def test_math_seeds_come_from_gsm8k(graph):
+    _, result, gsm8k = graph
+    if not gsm8k:
+        environment.missing("gsm8k", "SYNTH_GSM8K_PATH is not set: the graph ran without math")
+    assert materialization_metadata(result, "math_seeds")["dagster/row_count"] == 200
 
 
 def test_rerun_is_all_cache_hits_and_ids_are_stable(graph):

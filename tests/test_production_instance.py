@@ -9,18 +9,25 @@ import pytest
 
 from synth_jobs.definitions import all_assets
 from synth_jobs.profiles import local_resources
+from tests import environment
 from tests.conftest import REPO_ROOT
 
-psycopg2 = pytest.importorskip("psycopg2")
+try:
+    import psycopg2
+except ImportError as exc:  # the test below reports it: skip, or fail when required
+    psycopg2 = None
+    PSYCOPG2_ERROR = str(exc)
 PG = {"host": os.environ.get("SYNTH_TEST_PG_HOST", "127.0.0.1"), "user": "postgres", "port": 5432}
 
 
 @pytest.fixture
 def postgres_db():
+    if psycopg2 is None:
+        environment.missing("postgres", f"psycopg2 is not importable ({PSYCOPG2_ERROR})")
     try:
         admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
     except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {PG['host']}:5432 ({exc})")
+        environment.missing("postgres", f"no PostgreSQL at {PG['host']}:5432 ({exc})")
     admin.autocommit = True
     name = f"synth_test_{uuid.uuid4().hex[:8]}"
     admin.cursor().execute(f"CREATE DATABASE {name}")

@@ -6,6 +6,8 @@ caching), not data quality. Debate and pairwise judging get few or no inputs fro
 so they are also driven directly through the same engine.
 """
 
+import os
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -47,9 +49,6 @@ def _config(gsm8k: str) -> dict:
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory, smoke_models_dir):
-    from tests.conftest import SHARED_GSM8K
-
-    gsm8k = SHARED_GSM8K / "train.jsonl"
     home = tmp_path_factory.mktemp("reasoning")
     resources = local_resources(home)
     resources["engine"] = resources["engine"].model_copy(
@@ -59,7 +58,7 @@ def graph(tmp_path_factory, smoke_models_dir):
     (home / "data").mkdir()
     for name in ("verified_code", "verified_code_rejects"):
         rows_to_frame([], code.CODE_SCHEMA).write_parquet(home / "data" / f"{name}.parquet")
-    config = _config(str(gsm8k) if gsm8k.is_file() else "")
+    config = _config(os.environ.get("SYNTH_GSM8K_PATH", ""))
     result = dg.materialize(
         ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=config
     )

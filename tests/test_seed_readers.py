@@ -76,6 +76,6 @@ def test_missing_seed_file_says_how_to_fix(tmp_path):
         gsm8k_seeds(tmp_path / "absent.jsonl")
 
 
-def test_real_gsm8k_train_loads_cleanly(gsm8k_dir):
-    seeds, rejects = gsm8k_seeds(gsm8k_dir / "train.jsonl")
+def test_real_gsm8k_train_loads_cleanly(gsm8k_train):
+    seeds, rejects = gsm8k_seeds(gsm8k_train)
     assert len(seeds) == 7473 and not rejects

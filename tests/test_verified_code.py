@@ -12,6 +12,7 @@ from synth_lib.code.verified_code import verify_code, write_problems
 from synth_lib.engines.base import GenerationRequest, GenerationResult
 from synth_lib.provenance.schema import RowContext, Source, make_row
 from synth_lib.sandbox.host import Sandbox, SandboxLimits, SandboxResult, SandboxUnavailable
+from tests import environment
 from tests.scripted_engine import ScriptedEngine
 
 CTX = RowContext(run_id="test-run")
@@ -29,7 +30,7 @@ def sandbox() -> Iterator[Sandbox]:
     try:
         box = Sandbox(SandboxLimits(timeout_s=5.0, memory_mb=256), concurrency=2)
     except SandboxUnavailable as exc:
-        pytest.skip(f"bubblewrap sandbox unavailable: {exc}")
+        environment.missing("sandbox", f"bubblewrap sandbox unavailable: {exc}")
     with box:
         yield box
 
