@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from synth_lib.provenance.ancestry import ancestry, load_index, parquet_files
+from synth_lib.provenance.rollback import active_entries, removed_by_rows
 
-FEATURE_COMMANDS: tuple[str, ...] = ("sandbox", "dedup", "decontam")
+FEATURE_COMMANDS: tuple[str, ...] = ("sandbox", "dedup", "decontam", "rollback", "watermark")
 
 
 def _default_data_dir() -> Path:
@@ -25,8 +26,10 @@ def _lineage(args: argparse.Namespace) -> int:
     if not files:
         print(f"error: no materialized assets under {root} (run `make run` first)", file=sys.stderr)
         return 2
+    index = load_index(files)
+    removals = removed_by_rows(active_entries(root.parent), list(index.values()))
     try:
-        hops = ancestry(args.row_id, load_index(files))
+        hops = ancestry(args.row_id, index, removals)
     except KeyError as exc:
         print(f"error: {exc.args[0]} (searched {len(files)} files under {root})", file=sys.stderr)
         return 1

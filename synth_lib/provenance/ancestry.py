@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,20 @@ def parquet_files(root: str | Path) -> list[Path]:
     return sorted(p for p in Path(root).rglob("*.parquet") if not p.name.startswith("."))
 
 
-def ancestry(row_id: str, index: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Breadth-first hops from `row_id` back to its seeds, one object per row visited."""
+def ancestry(
+    row_id: str,
+    index: dict[str, dict[str, Any]],
+    removals: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Breadth-first hops from `row_id` back to its seeds, one object per row visited.
+
+    `removals` (id → rollback id) marks each hop a rollback removed with `removed_by`; a
+    removed row found nowhere else is one hop that says only which rollback removed it.
+    """
+    removals = removals or {}
     if row_id not in index:
+        if row_id in removals:
+            return [{"id": row_id, "removed_by": removals[row_id], "found": False}]
         raise KeyError(f"row {row_id} not found in any materialized asset")
     hops: list[dict[str, Any]] = []
     queue, seen = deque([row_id]), {row_id}
@@ -50,6 +61,7 @@ def ancestry(row_id: str, index: dict[str, dict[str, Any]]) -> list[dict[str, An
                 "template_hash": generator.get("template_hash"),
                 "source": current["source"],
                 "parent_ids": current["parent_ids"],
+                "removed_by": removals.get(current["id"]),
             }
         )
         for parent in current["parent_ids"]:
