@@ -39,6 +39,32 @@ def test_shards_manifest_and_corruption(tmp_path):
         verify_shards(target)
 
 
+def test_a_missing_shard_is_named(tmp_path):
+    target = tmp_path / "mix"
+    write_shards(_frame(25, "x"), target, rows_per_shard=10, extra={})
+    (target / "part-00002.parquet").unlink()
+    with pytest.raises(ManifestError, match=r"part-00002\.parquet: shard listed .* is missing"):
+        verify_shards(target)
+
+
+def test_row_counts_are_checked_per_shard_and_in_total(tmp_path):
+    target = tmp_path / "mix"
+    write_shards(_frame(25, "x"), target, rows_per_shard=10, extra={})
+    manifest_path = target / "manifest.json"
+    good = json.loads(manifest_path.read_text())
+    bad_shard = json.loads(json.dumps(good))
+    bad_shard["shards"][2]["rows"] = 6
+    manifest_path.write_text(json.dumps(bad_shard))
+    with pytest.raises(ManifestError, match=r"part-00002\.parquet: 5 rows, manifest says 6"):
+        verify_shards(target)
+    bad_total = {**good, "total_rows": 26}
+    manifest_path.write_text(json.dumps(bad_total))
+    with pytest.raises(ManifestError, match="shards hold 25 rows, total_rows says 26"):
+        verify_shards(target)
+    manifest_path.write_text(json.dumps(good))
+    assert verify_shards(target)["total_rows"] == 25
+
+
 def test_every_row_kind_gets_a_text_view():
     from datetime import UTC, datetime
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from synth_lib.provenance.hashing import sha256_hex
 from synth_lib.provenance.schema import PROVENANCE_COLUMNS
@@ -135,7 +136,11 @@ class ManifestError(ValueError):
 
 
 def verify_shards(target: str | Path) -> dict[str, Any]:
-    """Check every shard against the manifest; raise `ManifestError` naming the bad shard."""
+    """Check every shard against the manifest; raise `ManifestError` naming the bad shard.
+
+    The sha256 proves the bytes; the row counts (per shard, read from the Parquet footer,
+    and their sum against `total_rows`) catch a manifest edited or written for other data.
+    """
     target = Path(target)
     manifest = json.loads((target / MANIFEST_NAME).read_text())
     for shard in manifest["shards"]:
@@ -147,6 +152,15 @@ def verify_shards(target: str | Path) -> dict[str, Any]:
             raise ManifestError(
                 f"{path}: sha256 {digest[:12]}… does not match manifest {shard['sha256'][:12]}…"
             )
+        rows = pq.read_metadata(path).num_rows
+        if rows != shard["rows"]:
+            raise ManifestError(f"{path}: {rows} rows, manifest says {shard['rows']}")
+    listed = sum(shard["rows"] for shard in manifest["shards"])
+    if listed != manifest["total_rows"]:
+        raise ManifestError(
+            f"{target / MANIFEST_NAME}: shards hold {listed} rows, "
+            f"total_rows says {manifest['total_rows']}"
+        )
     return manifest
 
 
