@@ -23,6 +23,19 @@ def test_id_is_content_addressed_and_order_free_in_parents():
     assert row_id("s", ["a"], {"text": "x"}) != row_id("t", ["a"], {"text": "x"})
 
 
+def test_ids_differ_when_only_the_parents_differ():
+    assert row_id("s", ["a"], {"text": "x"}) != row_id("s", ["b"], {"text": "x"})
+    assert row_id("s", ["a"], {"text": "x"}) != row_id("s", ["a", "b"], {"text": "x"})
+    assert row_id("s", ["a"], {"text": "x"}) != row_id("s", [], {"text": "x"})
+    # the same rewrite of two different seeds is two rows, each traceable to its own seed
+    s1 = make_row(stage="seed", payload={"text": "a"}, ctx=CTX, source=SRC)
+    s2 = make_row(stage="seed", payload={"text": "b"}, ctx=CTX, source=SRC)
+    c1 = make_row(stage="rephrasings", payload={"text": "same"}, ctx=CTX, parents=[s1])
+    c2 = make_row(stage="rephrasings", payload={"text": "same"}, ctx=CTX, parents=[s2])
+    assert c1["id"] != c2["id"]
+    assert c1["id"] == row_id("rephrasings", [s1["id"]], {"text": "same"})
+
+
 def test_id_ignores_run_id_and_time():
     other = RowContext(run_id="r2")
     a = make_row(stage="seed", payload={"text": "x"}, ctx=CTX, source=SRC)

@@ -1,4 +1,13 @@
-from synth_lib.engines.base import GenerationRequest, GenerationResult, SamplingParams
+import dataclasses
+
+import pytest
+
+from synth_lib.engines.base import (
+    GenerationRequest,
+    GenerationResult,
+    ModelIdentity,
+    SamplingParams,
+)
 from synth_lib.engines.cache import CachedEngine, ResponseCache
 from tests.scripted_engine import ScriptedEngine
 
@@ -26,6 +35,43 @@ def test_key_covers_seed_and_sampling(tmp_path):
     cached.generate(_requests(2, seed=1))
     cached.generate([GenerationRequest("a", "prompt 0", SamplingParams(temperature=0.0))])
     assert len(engine.seen) == 5
+
+
+BASE_IDENTITY = ModelIdentity("vllm", "org/model", "rev-a")
+BASE_REQUEST = GenerationRequest("r", "a prompt", SamplingParams(), 0, "be brief")
+
+
+@pytest.mark.parametrize(
+    ("identity", "request_"),
+    [
+        (dataclasses.replace(BASE_IDENTITY, backend="openai"), BASE_REQUEST),
+        (dataclasses.replace(BASE_IDENTITY, model="org/other"), BASE_REQUEST),
+        (dataclasses.replace(BASE_IDENTITY, revision="rev-b"), BASE_REQUEST),  # new weights
+        (BASE_IDENTITY, dataclasses.replace(BASE_REQUEST, system="be verbose")),
+        (BASE_IDENTITY, dataclasses.replace(BASE_REQUEST, system=None)),
+        (BASE_IDENTITY, dataclasses.replace(BASE_REQUEST, prompt="a prompt!")),
+        (BASE_IDENTITY, dataclasses.replace(BASE_REQUEST, seed=1)),
+        (BASE_IDENTITY, dataclasses.replace(BASE_REQUEST, sampling=SamplingParams(top_p=0.5))),
+        (BASE_IDENTITY, dataclasses.replace(BASE_REQUEST, sampling=SamplingParams(max_tokens=9))),
+        (BASE_IDENTITY, dataclasses.replace(BASE_REQUEST, sampling=SamplingParams(stop=("\n",)))),
+    ],
+    ids=["backend", "model", "revision", "system", "no-system", "prompt", "seed", "top_p",
+         "max_tokens", "stop"],
+)  # fmt: skip
+def test_any_change_to_the_key_asks_the_engine_again(tmp_path, identity, request_):
+    """A cache shared by two engines: the base answer must never be served for a variant."""
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    base = ScriptedEngine(lambda r: "stale")
+    base.identity = BASE_IDENTITY
+    CachedEngine(base, cache).generate([BASE_REQUEST])
+    variant = ScriptedEngine(lambda r: "fresh")
+    variant.identity = identity
+    [answer] = CachedEngine(variant, cache).generate([request_])
+    assert (answer.text, answer.cached, len(variant.seen)) == ("fresh", False, 1)
+    same = ScriptedEngine(lambda r: "fresh")
+    same.identity = BASE_IDENTITY
+    [hit] = CachedEngine(same, cache).generate([BASE_REQUEST])
+    assert (hit.text, hit.cached, same.seen) == ("stale", True, [])
 
 
 def test_errors_are_not_cached_and_are_retried(tmp_path):
