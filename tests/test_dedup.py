@@ -125,7 +125,23 @@ def test_shared_prompt_template_alone_does_not_make_duplicates():
     assert not result.kept[-1] and result.reason[-1].startswith("near duplicate")
 
 
-def test_banding_fits_the_threshold():
-    assert (DedupConfig().bands, DedupConfig().rows) == (42, 3)
-    assert (DedupConfig(threshold=0.7).bands, DedupConfig(threshold=0.7).rows) == (16, 8)
-    assert DedupConfig(bands=10, rows=5).bands == 10
+@pytest.mark.parametrize("threshold", [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+def test_banding_puts_the_s_curve_midpoint_at_the_threshold(threshold):
+    """P(candidate | Jaccard s) = 1 - (1 - s^rows)^bands crosses 1/2 near the threshold
+    (a little below: a missed duplicate costs more than an extra candidate pair)."""
+    config = DedupConfig(threshold=threshold)
+    bands, rows = config.bands, config.rows
+    assert bands * rows <= config.num_perm
+    midpoint = (1.0 - 0.5 ** (1.0 / bands)) ** (1.0 / rows)
+    assert threshold - 0.06 <= midpoint <= threshold
+
+    def candidate(s: float) -> float:
+        return 1.0 - (1.0 - s**rows) ** bands
+
+    assert candidate(threshold) >= 0.5
+    assert candidate(max(threshold - 0.2, 0.0)) < 0.5 < candidate(min(threshold + 0.1, 1.0))
+
+
+def test_explicit_banding_is_kept():
+    config = DedupConfig(bands=10, rows=5)
+    assert (config.bands, config.rows) == (10, 5)
