@@ -42,7 +42,11 @@ class GenerationRequest:
 
 @dataclass
 class GenerationResult:
-    """The outcome of one request. Only `finish_reason == "stop"` is usable text."""
+    """The outcome of one request. Only `finish_reason == "stop"` is usable text.
+
+    `served_model` is the model the server says answered (None when it does not say);
+    `notes` record what validation repaired, e.g. token counts it could not trust.
+    """
 
     request_id: str
     text: str
@@ -52,10 +56,22 @@ class GenerationResult:
     error: str | None = None
     attempts: int = 1
     cached: bool = False
+    permanent: bool = False
+    served_model: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.finish_reason == "stop"
+
+    @property
+    def retryable(self) -> bool:
+        """An error a later run may not repeat: never cached, so the next run re-sends it.
+
+        `permanent` errors (the server refused this exact request, e.g. HTTP 400) are cached
+        like answers, so a re-run does not send them again unless the request changes.
+        """
+        return self.finish_reason == "error" and not self.permanent
 
 
 @dataclass(frozen=True)

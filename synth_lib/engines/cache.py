@@ -2,20 +2,63 @@
 
 Responses are committed to SQLite chunk by chunk as they come back, so a run killed
 mid-stage loses at most the chunk in flight, and the re-run asks the engine only for
-what is missing. Errors are never cached: a re-run retries exactly the failed requests.
+what is missing. Transient errors are never cached: a re-run retries exactly those.
+Permanent ones (the server refused this exact request) are cached like answers, so a
+re-run does not send them again unless the request changes.
+
+Nothing reaches the cache or a stage unvalidated: every answer goes through
+`validate_result` on its way in, and every entry again on its way out. An entry that
+does not parse, has an unknown schema version or fails validation (say, written by an
+older version that cached a lone surrogate) is logged and treated as missing, so the
+request is asked again and the entry replaced: a bad entry cannot block a stage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, cache_key
-from synth_lib.engines.failures import failure_rows
+from synth_lib.engines.failures import clean_failure_row, failure_rows
+from synth_lib.engines.validation import validate_result
+
+log = logging.getLogger(__name__)
+
+# Version 1 entries (no "v" field) are still read, and validated like every entry.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = frozenset({1, SCHEMA_VERSION})
+_RESULT_FIELDS = {f.name for f in dataclasses.fields(GenerationResult)}
+
+
+def result_to_json(result: GenerationResult) -> str:
+    return json.dumps({"v": SCHEMA_VERSION, **asdict(result)})
+
+
+def result_from_json(blob: str) -> GenerationResult:
+    """Parse one cache entry; raises ValueError naming what is wrong with it."""
+    try:
+        data: Any = json.loads(blob)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"not an object but {type(data).__name__}")
+    version = data.pop("v", 1)
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"schema version {version!r}, readable: {sorted(READABLE_VERSIONS)}")
+    unknown = set(data) - _RESULT_FIELDS
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")
+    try:
+        return GenerationResult(**data)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 class ResponseCache:
@@ -34,8 +77,10 @@ class ResponseCache:
             "run_tag TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (stage, key))"
         )
         self._conn.commit()
+        self.invalid_entries = 0
 
     def get_many(self, keys: Sequence[str]) -> dict[str, GenerationResult]:
+        """The entries for `keys` that parse; unreadable ones are logged and left out."""
         found: dict[str, GenerationResult] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
@@ -44,11 +89,16 @@ class ResponseCache:
             for key, blob in self._conn.execute(
                 f"SELECT key, result FROM responses WHERE key IN ({marks})", chunk
             ):
-                found[key] = GenerationResult(**json.loads(blob))
+                try:
+                    found[key] = result_from_json(blob)
+                except ValueError as exc:
+                    self.invalid_entries += 1
+                    log.warning("response cache entry %s unreadable, asking again: %s", key, exc)
         return found
 
     def put_many(self, items: Sequence[tuple[str, GenerationResult]]) -> None:
-        rows = [(k, json.dumps(asdict(r))) for k, r in items if r.finish_reason != "error"]
+        """Store answers and permanent errors; transient errors stay out, to be re-sent."""
+        rows = [(k, result_to_json(r)) for k, r in items if not r.retryable]
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)", rows)
 
@@ -67,8 +117,11 @@ class ResponseCache:
             )
 
     def failures(self) -> list[dict]:
-        """Outstanding failure rows of every stage's latest run."""
-        return [json.loads(r) for (r,) in self._conn.execute("SELECT row FROM failures")]
+        """Outstanding failure rows of every stage's latest run (cleaned: they always write)."""
+        return [
+            clean_failure_row(json.loads(r))
+            for (r,) in self._conn.execute("SELECT row FROM failures")
+        ]
 
     def __len__(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -89,6 +142,10 @@ class GenerationStats:
     engine_seconds: float = 0.0
     failures: int = 0
     finish_reasons: dict[str, int] = field(default_factory=dict)
+    cache_invalid: int = 0
+    invalid_answers: int = 0
+    usage_estimated: int = 0
+    served_models: dict[str, int] = field(default_factory=dict)
 
 
 class CachedEngine:
@@ -114,7 +171,7 @@ class CachedEngine:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         keys = [cache_key(self.identity, r) for r in requests]
-        hits = self.cache.get_many(keys)
+        hits = self._valid_hits(keys, requests)
         results: dict[str, GenerationResult] = {}
         missing: list[tuple[str, GenerationRequest]] = []
         seen: set[str] = set()
@@ -130,26 +187,59 @@ class CachedEngine:
             answers = self.engine.generate([req for _, req in chunk])
             self.stats.engine_seconds += time.perf_counter() - began
             self.stats.engine_calls += len(chunk)
-            self.cache.put_many([(key, ans) for (key, _), ans in zip(chunk, answers, strict=True)])
-            for (key, _), ans in zip(chunk, answers, strict=True):
+            checked = [
+                self._checked(req, ans) for (_, req), ans in zip(chunk, answers, strict=True)
+            ]
+            self.cache.put_many([(key, ans) for (key, _), ans in zip(chunk, checked, strict=True)])
+            for (key, _), ans in zip(chunk, checked, strict=True):
                 results[key] = ans
         out: list[GenerationResult] = []
         for key, req in zip(keys, requests, strict=True):
             if key in hits:
-                res = GenerationResult(**{**asdict(hits[key]), "request_id": req.request_id})
-                res.cached = True
+                res = dataclasses.replace(hits[key], request_id=req.request_id, cached=True)
                 self.stats.cache_hits += 1
             else:
-                res = GenerationResult(**{**asdict(results[key]), "request_id": req.request_id})
+                res = dataclasses.replace(results[key], request_id=req.request_id)
                 self.stats.prompt_tokens += res.prompt_tokens
                 self.stats.completion_tokens += res.completion_tokens
             self.stats.requests += 1
             self.stats.failures += res.finish_reason == "error"
             reason = res.finish_reason
             self.stats.finish_reasons[reason] = self.stats.finish_reasons.get(reason, 0) + 1
+            if res.served_model is not None:
+                served = self.stats.served_models
+                served[res.served_model] = served.get(res.served_model, 0) + 1
             out.append(res)
         self._record_failures(keys, requests, out)
         return out
+
+    def _valid_hits(
+        self, keys: Sequence[str], requests: Sequence[GenerationRequest]
+    ) -> dict[str, GenerationResult]:
+        """Cache entries that still validate; any other is logged and asked again."""
+        before = self.cache.invalid_entries
+        hits = self.cache.get_many(keys)
+        valid: dict[str, GenerationResult] = {}
+        for key, req in zip(keys, requests, strict=True):
+            if key not in hits or key in valid:
+                continue
+            checked = validate_result(req, hits[key])
+            if checked.retryable:  # failed validation, or a transient error stored by mistake
+                self.cache.invalid_entries += 1
+                log.warning("response cache entry %s invalid, asking again: %s", key, checked.error)
+                continue
+            valid[key] = checked
+        self.stats.cache_invalid += self.cache.invalid_entries - before
+        return valid
+
+    def _checked(self, request: GenerationRequest, answer: GenerationResult) -> GenerationResult:
+        """`answer` validated; counts what validation refused or repaired."""
+        checked = validate_result(request, answer)
+        if checked.finish_reason == "error" and answer.finish_reason != "error":
+            self.stats.invalid_answers += 1
+        if any(note.startswith("usage_estimated") for note in checked.notes):
+            self.stats.usage_estimated += 1
+        return checked
 
     def _record_failures(
         self,

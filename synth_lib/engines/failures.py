@@ -1,9 +1,12 @@
 """Failure accounting: every request that did not yield a usable row is written down.
 
 A stage keeps its good rows and turns each unusable result (an error after retries, a
-truncation, a refusal) into a failure row for its `generation_failures` output and its
-metadata, so nothing is dropped silently. Only `error` failures are retryable: the cache
-never stores them, so the stage's next run re-sends exactly those requests.
+truncation, a refusal, an answer that failed validation) into a failure row for its
+`generation_failures` output and its metadata, so nothing is dropped silently. Failures
+are transient (`retryable`: the cache never stores them, so the stage's next run re-sends
+exactly those requests) or permanent (truncation, content filter, a request the server
+refused with a 4xx: cached, so a re-run does not send them again). Every text in a row
+is made encodable, so a failure row can always be written, whatever the server sent.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from synth_lib.engines.base import GenerationRequest, GenerationResult, ModelIdentity
+from synth_lib.engines.validation import encodable, safe_error
 from synth_lib.provenance.hashing import canonical_json, sha256_hex
 
 FAILURE_COLUMNS: dict[str, type] = {
@@ -28,6 +32,7 @@ FAILURE_COLUMNS: dict[str, type] = {
     "backend": str,
     "model": str,
     "revision": str,
+    "served_model": str,
 }
 
 
@@ -46,6 +51,7 @@ class FailureRow:
     backend: str
     model: str
     revision: str
+    served_model: str | None = None
 
 
 def prompt_hash(request: GenerationRequest) -> str:
@@ -79,13 +85,29 @@ def failure_rows(
             error_class=error_class(result),
             error=result.error or result.finish_reason,
             attempts=result.attempts,
-            retryable=result.finish_reason == "error",
+            retryable=result.retryable,
             backend=identity.backend,
             model=identity.model,
             revision=identity.revision,
+            served_model=result.served_model,
         )
-        rows.append(asdict(row))
+        rows.append(clean_failure_row(asdict(row)))
     return rows
+
+
+def clean_failure_row(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with FAILURE_COLUMNS only, each of its type or None, every text encodable."""
+    out: dict[str, Any] = {}
+    for name, kind in FAILURE_COLUMNS.items():
+        value = row.get(name)
+        if kind is str and value is not None:
+            value = safe_error(value) if name == "error" else encodable(str(value))
+        elif kind is int:
+            value = value if isinstance(value, int) and not isinstance(value, bool) else None
+        elif kind is bool:
+            value = value if isinstance(value, bool) else None
+        out[name] = value
+    return out
 
 
 def failure_metadata(rows: Sequence[dict[str, Any]], requests: int) -> dict[str, Any]:
@@ -96,6 +118,7 @@ def failure_metadata(rows: Sequence[dict[str, Any]], requests: int) -> dict[str,
         "generation_requests": requests,
         "generation_failures": len(rows),
         "generation_failures_retryable": sum(1 for row in rows if row["retryable"]),
+        "generation_failures_permanent": sum(1 for row in rows if not row["retryable"]),
         "generation_failure_rate": round(len(rows) / requests, 4) if requests else 0.0,
         "generation_failures_by_class": dict(sorted(by_class.items())),
         "generation_failures_by_reason": dict(sorted(by_reason.items())),

@@ -1,11 +1,20 @@
 """`openai` backend: any OpenAI-compatible chat-completions endpoint (vLLM, SGLang, TGI, APIs).
 
 A fleet of servers fails in small ways all the time, so every request is retried on 429,
-5xx, connection errors, timeouts and malformed bodies, with exponential backoff, jitter and
-`Retry-After` honoured; each attempt has a hard deadline so a stalled socket cannot hang a
-run. A request that still fails comes back as a result with `finish_reason="error"` (the
-cache never stores those, so a re-run retries exactly them); `length` and `content_filter`
-come back as results with that reason and an error text, never as usable rows.
+5xx, 408/409, connection errors, timeouts and invalid answers, with exponential backoff,
+jitter and `Retry-After` honoured (capped). Other 4xx are permanent: not retried, and
+cached as failures so a re-run does not send them again (401/403/404/407 excepted: those
+are about the key or the endpoint, so fixing the configuration must be enough).
+
+Nothing the server sends is trusted: the body is read as a stream with a byte cap derived
+from `max_tokens` (compressed and decompressed), each attempt has a total deadline
+(a body trickling a byte a second included), each request a budget over all its attempts
+and backoffs, and the batch gives up on the requests it has not sent once the server has
+not completed a single response for `stall_budget_s`. Every answer is checked by
+`validation.validate_result` (text, finish reason, token counts) and the model it names
+against the configured one (`served_model_policy`). A request that still fails comes
+back as a result with `finish_reason="error"`; `length` and `content_filter` come back
+as results with that reason and an error text, never as usable rows.
 """
 
 from __future__ import annotations
@@ -15,18 +24,42 @@ import concurrent.futures
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from synth_lib.engines.base import GenerationRequest, GenerationResult, ModelIdentity
+from synth_lib.engines.http_body import (
+    ACCEPT_ENCODING,
+    BodyEncodingError,
+    BodyTooLarge,
+    read_capped,
+)
+from synth_lib.engines.validation import checked_usage, encodable, text_problem
 
 RETRYABLE_STATUS = frozenset({408, 409}) | frozenset(range(500, 600))
+# 4xx that say the key, the account or the endpoint is wrong, not the request: a re-run
+# with a fixed configuration must send them again, so they are not cached.
+CONFIGURATION_STATUS = frozenset({401, 402, 403, 404, 407})
+ERROR_BODY_BYTES = 2048
+FINISH_REASONS = {
+    "stop": "stop",
+    "eos": "stop",
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "content_filter": "content_filter",
+}
+# "gpt-4o-mini" is served as "gpt-4o-mini-2024-07-18": a dated snapshot of the same name
+_SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 
 
 @dataclass(frozen=True)
@@ -43,12 +76,22 @@ class OpenAIConfig:
     backoff_max_s: float = 60.0
     max_retry_after_s: float = 300.0
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 120.0
-    request_timeout_s: float = 300.0
+    read_timeout_s: float = 60.0
+    request_timeout_s: float = 60.0
+    request_budget_s: float = 120.0
+    stall_budget_s: float = 120.0
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     max_tokens_field: str = "max_tokens"
     extra_body: dict[str, Any] = field(default_factory=dict)
+    body_base_bytes: int = 64 * 1024
+    body_bytes_per_token: int = 1024
+    served_model_policy: Literal["reject", "accept"] = "reject"
+    served_model_aliases: tuple[str, ...] = ()
+
+    def body_cap(self, max_tokens: int) -> int:
+        """Bytes a response to `max_tokens` may hold (room for JSON escapes and logprobs)."""
+        return self.body_base_bytes + max(0, max_tokens) * self.body_bytes_per_token
 
 
 class RetryableError(Exception):
@@ -68,11 +111,28 @@ class ServerError(RetryableError):
 
 
 class InvalidResponse(RetryableError):
-    """A 200 whose body is not JSON or not a chat completion."""
+    """A 200 whose body is not JSON, not a chat completion or not a valid answer."""
+
+
+class OversizedResponse(InvalidResponse):
+    """A body over the cap for its `max_tokens`, on the wire or decompressed."""
+
+
+class ModelMismatch(InvalidResponse):
+    """The answer names another model than the configured one (served_model_policy=reject)."""
+
+
+class Stalled(Exception):
+    """The server completed no response for `stall_budget_s`: the rest of the batch waits
+    for the next run instead of holding this one."""
 
 
 class ClientError(Exception):
     """HTTP 4xx other than 408/409/429: retrying the same request cannot fix it."""
+
+    def __init__(self, message: str, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class TokenBucket:
@@ -164,34 +224,93 @@ def build_body(config: OpenAIConfig, request: GenerationRequest) -> dict[str, An
     return {**body, **config.extra_body}
 
 
-def parse_completion(request_id: str, payload: Any, max_tokens: int) -> GenerationResult:
-    """Turn a 200 body into a result; raises RetryableError when the body is not a completion."""
+def served_model_matches(configured: str, served: str, aliases: Sequence[str] = ()) -> bool:
+    """The same name, an alias, or a dated snapshot of it (`name-2024-07-18`)."""
+    if served == configured or served in aliases:
+        return True
+    return served.startswith(configured) and bool(
+        _SNAPSHOT_SUFFIX.fullmatch(served[len(configured) :])
+    )
+
+
+def parse_completion(
+    request: GenerationRequest, payload: Any, config: OpenAIConfig | None = None
+) -> GenerationResult:
+    """Turn a 200 body into a checked result; raises InvalidResponse for anything else.
+
+    The body must be a chat completion whose content is valid text within what
+    `max_tokens` allows and whose finish reason is known; token counts that are not
+    sane are estimated (and noted), and the model the server names is recorded.
+    """
+    max_tokens = request.sampling.max_tokens
     try:
         choice = payload["choices"][0]
         message = choice.get("message") or {}
         reason = choice.get("finish_reason")
         text = message.get("content")
         refusal = message.get("refusal")
+        usage = payload.get("usage") or {}
+        served = payload.get("model")
+        usage_get = usage.get
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise InvalidResponse(f"not a chat completion: {exc!r}") from exc
-    usage = payload.get("usage") or {}
-    result = GenerationResult(
-        request_id=request_id,
-        text=text or "",
-        finish_reason="stop",
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-    )
+    served_model = encodable(served)[:256] if isinstance(served, str) and served else None
+    if config is not None and served_model is not None:
+        same = served_model_matches(config.model, served_model, config.served_model_aliases)
+        if not same and config.served_model_policy == "reject":
+            raise ModelMismatch(f"served by {served_model!r}, configured {config.model!r}")
     if refusal or reason == "content_filter":
-        result.finish_reason = "content_filter"
-        result.error = f"ContentFilter: {refusal or 'output withheld by the content filter'}"
-    elif reason == "length":
-        result.finish_reason = "length"
+        return GenerationResult(
+            request_id=request.request_id,
+            text="",
+            finish_reason="content_filter",
+            error=f"ContentFilter: {encodable(str(refusal or 'output withheld by the filter'))}",
+            served_model=served_model,
+        )
+    if text is None:
+        raise InvalidResponse(f"no content (finish_reason={encodable(repr(reason))[:40]})")
+    problem = text_problem(text, max_tokens)
+    if problem:
+        raise InvalidResponse(problem)
+    finish = FINISH_REASONS.get(reason) if isinstance(reason, str) else None
+    if finish is None:
+        raise InvalidResponse(f"UnexpectedFinish: finish_reason={encodable(repr(reason))[:40]}")
+    prompt_tokens, completion_tokens, notes = checked_usage(
+        request, text, usage_get("prompt_tokens"), usage_get("completion_tokens")
+    )
+    result = GenerationResult(
+        request_id=request.request_id,
+        text=text,
+        finish_reason=finish,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        served_model=served_model,
+        notes=notes,
+    )
+    if finish == "length":
         result.error = f"Truncated: hit max_tokens={max_tokens} before finishing"
-    elif reason not in ("stop", "eos", None) or text is None:
-        result.finish_reason = "error"
-        result.error = f"UnexpectedFinish: finish_reason={reason!r}, content={text!r:.80}"
     return result
+
+
+def _decode_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        head = body[:80].decode("utf-8", "replace")
+        raise InvalidResponse(f"body is not JSON ({type(exc).__name__}): {head!r}") from exc
+
+
+class _BatchClock:
+    """When the server last completed a response: a batch stops sending once it stalls."""
+
+    def __init__(self) -> None:
+        self.last_response = time.monotonic()
+
+    def responded(self) -> None:
+        self.last_response = time.monotonic()
+
+    def idle_s(self) -> float:
+        return time.monotonic() - self.last_response
 
 
 class OpenAIEngine:
@@ -224,73 +343,114 @@ class OpenAIEngine:
         limits = httpx.Limits(
             max_connections=cfg.max_concurrency, max_keepalive_connections=cfg.max_concurrency
         )
-        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        if cfg.api_key:
+            headers["Authorization"] = f"Bearer {cfg.api_key}"
         semaphore = asyncio.Semaphore(cfg.max_concurrency)
         rpm = TokenBucket(cfg.requests_per_minute) if cfg.requests_per_minute else None
         tpm = TokenBucket(cfg.tokens_per_minute) if cfg.tokens_per_minute else None
         url = cfg.base_url.rstrip("/") + "/chat/completions"
+        clock = _BatchClock()
         async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) as client:
 
-            async def attempt(request: GenerationRequest) -> GenerationResult:
+            async def attempt(
+                request: GenerationRequest, deadline: list[float]
+            ) -> GenerationResult:
                 if rpm:
                     await rpm.acquire(1)
                 if tpm:
                     await tpm.acquire(estimate_tokens(request))
-                async with semaphore, asyncio.timeout(cfg.request_timeout_s):
-                    return await self._post(client, url, request)
+                async with semaphore:
+                    if clock.idle_s() > cfg.stall_budget_s:
+                        raise Stalled(
+                            f"the server completed no response in {cfg.stall_budget_s:g} s; "
+                            "not sent, the next run will"
+                        )
+                    now = time.monotonic()
+                    if not deadline:  # the request's budget starts with its first attempt
+                        deadline.append(now + cfg.request_budget_s)
+                    limit = min(cfg.request_timeout_s, deadline[0] - now)
+                    async with asyncio.timeout(max(limit, 0.0)):
+                        return await self._post(client, url, request, clock)
 
             return list(await asyncio.gather(*(self._with_retries(attempt, r) for r in requests)))
 
     async def _post(
-        self, client: httpx.AsyncClient, url: str, request: GenerationRequest
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        request: GenerationRequest,
+        clock: _BatchClock,
     ) -> GenerationResult:
-        response = await client.post(url, json=build_body(self.config, request))
-        status = response.status_code
-        detail = f"HTTP {status}: {response.text[:200]}"
-        if status == 429:
-            raise RateLimited(detail, parse_retry_after(response.headers))
-        if status in RETRYABLE_STATUS:
-            raise ServerError(detail, parse_retry_after(response.headers))
-        if status >= 400:
-            raise ClientError(detail)
-        try:
-            payload = json.loads(response.content)
-        except ValueError as exc:
-            raise InvalidResponse(f"body is not JSON: {response.text[:80]!r}") from exc
-        return parse_completion(request.request_id, payload, request.sampling.max_tokens)
+        body_cap = self.config.body_cap(request.sampling.max_tokens)
+        async with client.stream("POST", url, json=build_body(self.config, request)) as response:
+            status = response.status_code
+            try:
+                if status >= 300:
+                    head = await read_capped(response, ERROR_BODY_BYTES, truncate=True)
+                else:
+                    body = await read_capped(response, body_cap)
+            except BodyTooLarge as exc:
+                raise OversizedResponse(
+                    f"{exc} (max_tokens={request.sampling.max_tokens})"
+                ) from exc
+            except BodyEncodingError as exc:
+                raise InvalidResponse(str(exc)) from exc
+        clock.responded()
+        if status >= 300:
+            detail = f"HTTP {status}: {encodable(head.decode('utf-8', 'replace'))[:200]}"
+            if status == 429:
+                raise RateLimited(detail, parse_retry_after(response.headers))
+            if status in RETRYABLE_STATUS:
+                raise ServerError(detail, parse_retry_after(response.headers))
+            if status < 400:
+                raise InvalidResponse(f"unexpected {detail}")
+            raise ClientError(detail, permanent=status not in CONFIGURATION_STATUS)
+        return parse_completion(request, _decode_json(body), self.config)
 
     async def _with_retries(
         self,
-        attempt: Callable[[GenerationRequest], Awaitable[GenerationResult]],
+        attempt: Callable[[GenerationRequest, list[float]], Awaitable[GenerationResult]],
         request: GenerationRequest,
     ) -> GenerationResult:
         cfg = self.config
+        deadline: list[float] = []  # set when the first attempt starts
         for number in range(1, cfg.max_attempts + 1):
             wait: float | None = None
             try:
-                result = await attempt(request)
+                result = await attempt(request, deadline)
                 result.attempts = number
                 return result
             except RetryableError as exc:
                 error, wait = exc, exc.retry_after
             except (httpx.RequestError, TimeoutError) as exc:
                 error = exc
-            except Exception as exc:  # ClientError or anything unforeseen: not worth a retry
+            except Exception as exc:  # ClientError, Stalled, anything unforeseen: no retry
                 return self._failed(request, exc, number)
             if number == cfg.max_attempts:
                 return self._failed(request, error, number)
             delay = backoff_delay(number, cfg.backoff_base_s, cfg.backoff_max_s, self._rng)
-            await asyncio.sleep(min(cfg.max_retry_after_s, wait) if wait is not None else delay)
+            delay = min(cfg.max_retry_after_s, wait) if wait is not None else delay
+            left = deadline[0] - time.monotonic() if deadline else math.inf
+            if delay >= left:
+                budget = f"request budget of {cfg.request_budget_s:g} s spent"
+                return self._failed(request, error, number, budget)
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
     @staticmethod
-    def _failed(request: GenerationRequest, exc: BaseException, attempts: int) -> GenerationResult:
+    def _failed(
+        request: GenerationRequest, exc: BaseException, attempts: int, note: str = ""
+    ) -> GenerationResult:
         timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
         message = str(exc) or ("no response within the time limit" if timed_out else repr(exc))
+        if note:
+            message = f"{message} ({note} after {attempts} attempts)"
         return GenerationResult(
             request_id=request.request_id,
             text="",
             finish_reason="error",
-            error=f"{type(exc).__name__}: {message}",
+            error=encodable(f"{type(exc).__name__}: {message}"),
             attempts=attempts,
+            permanent=isinstance(exc, ClientError) and exc.permanent,
         )
