@@ -28,6 +28,7 @@ from synth_lib.curation.steps import (
     curate_mix,
     text_view,
 )
+from synth_lib.provenance.rollback import active_entries, drop_rolled_back, removed_by
 from synth_lib.reporting import counts_table
 
 ASSET = "decontaminated_mix"
@@ -149,7 +150,7 @@ def _drift_result(context: dg.AssetCheckExecutionContext, hard: bool) -> dg.Asse
     )
 
 
-@dg.asset(group_name="curation", kinds={"polars"}, code_version="curation-1")
+@dg.asset(group_name="curation", kinds={"polars"}, code_version="curation-1", deps=["rollbacks"])
 def decontaminated_mix(
     context: dg.AssetExecutionContext,
     config: CurationConfig,
@@ -169,6 +170,9 @@ def decontaminated_mix(
         anchor_high=config.anchor_high,
         coverage_cosine=config.coverage_cosine,
     )
+    # a rollback recorded since the mix was built applies here too
+    removals = removed_by(active_entries(storage.home), [training_mix])
+    training_mix, rolled_back = drop_rolled_back(training_mix, removals)
     outcome = curate_mix(training_mix, index, settings)
     if outcome.empty.height:
         context.log.warning(f"{outcome.empty.height} mix rows have no text, prompt or response")
@@ -184,6 +188,7 @@ def decontaminated_mix(
     )
     extra = {
         "input_rows": training_mix.height,
+        "removed_by_rollback": rolled_back.height,
         "rows_without_text": outcome.empty.height,
         "flagged_by_benchmark": dg.MetadataValue.json(index.counts(outcome.matches)),
         "check_spec": dg.MetadataValue.json(

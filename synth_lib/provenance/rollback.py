@@ -144,6 +144,8 @@ def scan(data_dir: str | Path) -> list[tuple[str, str | None, pl.DataFrame]]:
 
 
 def _rows(frames: Iterable[pl.DataFrame]) -> list[dict[str, Any]]:
+    """Provenance of every row of the frames that have it (others, e.g. verdict logs, skipped)."""
+    frames = [f for f in frames if set(_PROVENANCE) <= set(f.columns)]
     return [row for f in frames for row in f.select(_PROVENANCE).iter_rows(named=True)]
 
 
