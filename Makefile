@@ -25,11 +25,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# bubblewrap for the code sandbox, chromium for the UI test: from the distribution when missing.
+# bubblewrap and libseccomp for the code sandbox, chromium for the UI test: from the
+# distribution when missing.
 system-deps:
-	@{ command -v bwrap && command -v chromium; } >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap chromium; \
-	  else echo "install bubblewrap and chromium (e.g. sudo apt-get install bubblewrap chromium)"; exit 1; fi; }
+	@{ command -v bwrap && command -v chromium && ldconfig -p | grep -q libseccomp.so.2; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2 chromium; \
+	  else echo "install bubblewrap, libseccomp2 and chromium (e.g. sudo apt-get install bubblewrap libseccomp2 chromium)"; exit 1; fi; }
 
 # The instance's storage is created here, once: a UI and a run starting together on a
 # fresh instance would otherwise both create its SQLite schema and break it.

@@ -120,7 +120,15 @@ def setpriv_args(uid: int) -> list[str]:
 
 
 def bwrap_argv(
-    *, python: str, prefix: str, boot: str, control_fd: int, as_root: bool, tmpfs_bytes: int
+    *,
+    python: str,
+    prefix: str,
+    boot: str,
+    control_fd: int,
+    seccomp_fd: int,
+    keyctl_nr: int,
+    as_root: bool,
+    tmpfs_bytes: int,
 ) -> list[str]:
     """The bubblewrap command for one slot's zygote.
 
@@ -144,7 +152,8 @@ def bwrap_argv(
     for key, value in SANDBOX_ENV.items():
         argv += ["--setenv", key, value]
     argv += ["--chdir", "/tmp", "--"]
-    return [*argv, python, *PYTHON_FLAGS, "-c", boot, "zygote", f"control_fd={control_fd}"]
+    cfg = f"control_fd={control_fd},seccomp_fd={seccomp_fd},keyctl_nr={keyctl_nr}"
+    return [*argv, python, *PYTHON_FLAGS, "-c", boot, "zygote", cfg]
 
 
 def rlimit_only_argv(*, python: str, boot: str, config: str, as_root: bool, uid: int) -> list[str]:

@@ -13,6 +13,10 @@ only modules that are free to import. Two entry points:
   drops every capability (and, when started as root, switches to the slot's uid) before
   any of its code runs. The zygote never runs sample code, so samples share no state.
 
+Before its first line runs, every sample also joins a fresh anonymous session keyring (it
+never sees the host's) and installs the seccomp filter the host compiled (`sandbox_seccomp`:
+keyrings, namespaces, mounts, ptrace, bpf, netlink... fail with EPERM).
+
 The sample writes a status line (a Python literal) to the status descriptor so the host
 can tell an assertion from an exception from a limit. Processes the sample forks also fall
 through to this code; their status lines carry their own pid and the host ignores them.
@@ -31,6 +35,7 @@ CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER, KEYCTL_JOIN_SESSION_KEYRING = 22, 2, 1
 SETUP_FAILED = 70
 
 
@@ -103,11 +108,19 @@ def run_sample(source: bytes, cfg: dict[str, int]) -> None:
     os._exit(0 if verdict == "passed" else 1)
 
 
+def _read_fd(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
 def main() -> None:
     """rlimit-only mode: this interpreter runs exactly one sample."""
     cfg = _config(sys.argv[2])
-    with os.fdopen(cfg["code_fd"], "rb") as handle:
-        source = handle.read()
+    source = _read_fd(cfg["code_fd"])
+    kernel = _Kernel()
+    kernel.join_new_session_keyring(cfg["keyctl_nr"])
+    kernel.call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    kernel.install_seccomp(_read_fd(cfg["seccomp_fd"]))
     run_sample(source, cfg)
 
 
@@ -143,32 +156,49 @@ class _Kernel:
         header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, self
         self.call("capset", header, (ctypes.c_uint32 * 6)())
 
+    def join_new_session_keyring(self, keyctl_nr: int) -> None:
+        """Leave the inherited session keyring for a fresh anonymous one (best effort: where
+        keyctl is already denied, e.g. in a container, no keyring is reachable anyway)."""
+        if keyctl_nr >= 0:
+            self.libc.syscall(keyctl_nr, KEYCTL_JOIN_SESSION_KEYRING, None)
+
+    def install_seccomp(self, bpf: bytes) -> None:
+        """Filter this process and all it forks with `bpf` (needs no_new_privs already set)."""
+        ctypes = self.ctypes
+
+        class Program(ctypes.Structure):
+            _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
+
+        program = Program(len(bpf) // 8, bpf)
+        self.call("prctl", PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0)
+
 
 def _exit_code(status: int) -> int:
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
 
-def _sample_process(job: dict[str, int], fds: list[int], kernel: _Kernel) -> None:
+def _sample_process(job: dict[str, int], fds: list[int], kernel: _Kernel, bpf: bytes) -> None:
     code_fd, out_fd, err_fd, status_fd = fds
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
-    with os.fdopen(code_fd, "rb") as handle:
-        source = handle.read()
+    source = _read_fd(code_fd)
     for fd in (out_fd, err_fd):
         os.close(fd)
     os.chdir("/tmp")
+    kernel.join_new_session_keyring(job["keyctl_nr"])
     kernel.drop_privileges(job["uid"])
+    kernel.install_seccomp(bpf)
     run_sample(source, dict(job, status_fd=status_fd))
 
 
-def _namespace_init(job: dict[str, int], fds: list[int], kernel: _Kernel) -> None:
+def _namespace_init(job: dict[str, int], fds: list[int], kernel: _Kernel, bpf: bytes) -> None:
     """PID 1 of the sample's namespace: reap until the sample's main process ends."""
     kernel.call("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)
     kernel.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")
     sample = os.fork()
     if sample == 0:
-        _sample_process(job, fds, kernel)
+        _sample_process(job, fds, kernel, bpf)
     for fd in fds:
         os.close(fd)
     code = SETUP_FAILED
@@ -183,7 +213,7 @@ def _namespace_init(job: dict[str, int], fds: list[int], kernel: _Kernel) -> Non
     os._exit(code)
 
 
-def _isolate(job: dict[str, int], fds: list[int], kernel: _Kernel) -> None:
+def _isolate(job: dict[str, int], fds: list[int], kernel: _Kernel, bpf: bytes) -> None:
     """Child of the zygote: new namespaces and tmpfs, then the init; exit with its status."""
     try:
         kernel.call("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC)
@@ -192,7 +222,7 @@ def _isolate(job: dict[str, int], fds: list[int], kernel: _Kernel) -> None:
         kernel.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs)
         init = os.fork()
         if init == 0:
-            _namespace_init(job, fds, kernel)
+            _namespace_init(job, fds, kernel, bpf)
     except BaseException as exc:
         os.write(fds[2], f"sandbox setup failed: {exc!r}\n".encode())
         os._exit(SETUP_FAILED)
@@ -226,6 +256,8 @@ def zygote() -> None:
         __import__(name)
     kernel = _Kernel()
     kernel.call("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)  # samples cannot touch the zygote
+    kernel.join_new_session_keyring(cfg["keyctl_nr"])  # never hold the host's keyring
+    bpf = _read_fd(cfg["seccomp_fd"])
     sock = socket.socket(fileno=cfg["control_fd"])
     sock.send(b"ready")
     while True:
@@ -240,7 +272,8 @@ def zygote() -> None:
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _isolate(_config(message.decode()), fds, kernel)
+            job = dict(_config(message.decode()), keyctl_nr=cfg["keyctl_nr"])
+            _isolate(job, fds, kernel, bpf)
         for fd in fds:
             os.close(fd)
         sock.send(f"done {_supervise(sock, pid)}".encode())

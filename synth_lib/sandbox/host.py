@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from synth_lib.sandbox import argv as sandbox_argv
+from synth_lib.sandbox import seccomp
 from synth_lib.sandbox.process import Capture, run_fresh
 from synth_lib.sandbox.zygote import Zygote, ZygoteBroken
 
@@ -215,16 +216,19 @@ class Sandbox:
         zygote = self._zygotes[slot]
         if zygote is None:
             zygote = Zygote(
-                lambda control_fd: sandbox_argv.bwrap_argv(
+                lambda control_fd, seccomp_fd: sandbox_argv.bwrap_argv(
                     python=self.python,
                     prefix=self._prefix,
                     boot=BOOT_SOURCE,
                     control_fd=control_fd,
+                    seccomp_fd=seccomp_fd,
+                    keyctl_nr=seccomp.syscall_number("keyctl"),
                     as_root=self._as_root,
                     tmpfs_bytes=MIB,
                 ),
                 lambda start: self._spawner.submit(start).result(),
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                seccomp_bpf=seccomp.compiled_policy(),
             )
             self._zygotes[slot] = zygote
         return zygote
@@ -250,16 +254,22 @@ class Sandbox:
                 capture, returncode = run.capture, run.exit_code
             else:
                 capture, returncode = run_fresh(
-                    lambda code_fd, status_fd: sandbox_argv.rlimit_only_argv(
+                    lambda code_fd, status_fd, seccomp_fd: sandbox_argv.rlimit_only_argv(
                         python=self.python,
                         boot=BOOT_SOURCE,
                         config=sandbox_argv.job_config(
-                            limits, already_counted=counted, code_fd=code_fd, status_fd=status_fd
+                            limits,
+                            already_counted=counted,
+                            code_fd=code_fd,
+                            status_fd=status_fd,
+                            seccomp_fd=seccomp_fd,
+                            keyctl_nr=seccomp.syscall_number("keyctl"),
                         ),
                         as_root=self._as_root,
                         uid=uid,
                     ),
                     source,
+                    seccomp_bpf=seccomp.compiled_policy(),
                     env=dict(sandbox_argv.SANDBOX_ENV),
                     uid=uid if self._as_root else None,
                     marker=f"{os.getpid()}-{slot}-{time.time_ns()}",
@@ -284,6 +294,8 @@ class Sandbox:
         )
 
     def _classify(self, returncode: int | None, cap: Capture, began: float) -> SandboxResult:
+        """The verdict: limits first, then the status line, which must agree with the exit
+        status the zygote (outside the sample's tree) observed; no final status is no pass."""
         cap_bytes = self.limits.output_bytes
         out = {
             "stdout": cap.stdout[:cap_bytes].decode("utf-8", "replace"),
@@ -302,6 +314,9 @@ class Sandbox:
         if cap.overflow:
             reason = f"{cap.overflow} exceeded {cap_bytes} bytes"
             return self._result("resource_limit", began, reason=reason, **out)
+        if final is not None and final["verdict"] == "passed" and returncode != 0:
+            reason = f"a status line claims passed but the exit status is {returncode}"
+            return self._result("failed", began, reason=reason, **out)
         if final is not None:
             return self._result(
                 final["verdict"],
@@ -317,7 +332,8 @@ class Sandbox:
                 return self._result("resource_limit", began, reason=f"killed by {name}", **out)
             return self._result("error", began, reason=f"killed by {name}", exc_type=name, **out)
         if returncode == 0:
-            return self._result("passed", began, reason="exited 0 without a status", **out)
+            reason = "exited 0 before its final status (early exit)"
+            return self._result("failed", began, reason=reason, **out)
         return self._result("failed", began, reason=f"exit status {returncode}", **out)
 
 

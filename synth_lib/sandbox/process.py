@@ -68,9 +68,10 @@ def sweep(*, uid: int | None, marker: str | None) -> int:
 
 
 def run_fresh(
-    argv_for: Callable[[int, int], list[str]],
+    argv_for: Callable[[int, int, int], list[str]],
     source: bytes,
     *,
+    seccomp_bpf: bytes,
     env: dict[str, str],
     uid: int | None,
     marker: str,
@@ -79,23 +80,26 @@ def run_fresh(
 ) -> tuple[Capture, int | None]:
     """rlimit-only mode: one fresh interpreter, in a scratch directory, for one sample.
 
-    `argv_for(code_fd, status_fd)` builds the command; `uid` (as root) owns the scratch dir.
+    `argv_for(code_fd, status_fd, seccomp_fd)` builds the command; `uid` (as root) owns the
+    scratch dir.
     """
     code_fd = os.memfd_create("sample", 0)
+    policy_fd = os.memfd_create("seccomp", 0)
     status_r, status_w = os.pipe()
     workdir = tempfile.mkdtemp(prefix="sandbox-")
     try:
-        os.write(code_fd, source)
-        os.lseek(code_fd, 0, os.SEEK_SET)
+        for fd, data in ((code_fd, source), (policy_fd, seccomp_bpf)):
+            os.write(fd, data)
+            os.lseek(fd, 0, os.SEEK_SET)
         if uid is not None:
             os.chown(workdir, uid, uid)
         run_env = {**env, "HOME": workdir, "TMPDIR": workdir, "SYNTH_SANDBOX_RUN": marker}
         proc = subprocess.Popen(
-            argv_for(code_fd, status_w),
+            argv_for(code_fd, status_w, policy_fd),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            pass_fds=(code_fd, status_w),
+            pass_fds=(code_fd, status_w, policy_fd),
             env=run_env,
             cwd=workdir,
             start_new_session=True,
@@ -118,7 +122,7 @@ def run_fresh(
             proc.stderr.close()
         return capture, proc.returncode
     finally:
-        for fd in (code_fd, status_r, status_w):
+        for fd in (code_fd, policy_fd, status_r, status_w):
             if fd >= 0:
                 os.close(fd)
         shutil.rmtree(workdir, ignore_errors=True)
