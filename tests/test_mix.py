@@ -82,3 +82,57 @@ def test_every_row_kind_gets_a_text_view():
     out = to_mix_schema(pair, "preference")
     assert (out["text"][0], out["rejected"][0]) == ("p\n\ngood", "bad")
     assert to_mix_schema(text, "text")["weight"].to_list() == [1.0]
+
+
+def _mix_rows(smoke: int) -> pl.DataFrame:
+    """One human seed and `smoke` rephrasings of it by the smoke model."""
+    from synth_lib.provenance.schema import Generator, RowContext, Source, make_row, rows_to_frame
+
+    ctx = RowContext(run_id="test-run")
+    seed = make_row(
+        stage="text_seeds", payload={"text": "s"}, ctx=ctx, source=Source("d", "1", "x")
+    )
+    smoke_model = Generator("transformers", "smoke-random-abc", "r", "t", "h", "{}", 0, True)
+    rows = [seed] + [
+        make_row(
+            stage="rephrasings",
+            payload={"text": f"noise {i}"},
+            ctx=ctx,
+            parents=[seed],
+            generator=smoke_model,
+        )
+        for i in range(smoke)
+    ]
+    return rows_to_frame(rows, {"text": pl.Utf8})
+
+
+@pytest.mark.parametrize(("smoke", "passed"), [(3, False), (0, True)])
+def test_smoke_model_rows_raise_a_warning_that_does_not_block(tmp_path, smoke, passed):
+    import dagster as dg
+
+    from resources.parquet_io import PolarsParquetIOManager
+    from synth_assets.mix import training_mix_not_smoke_model
+
+    frame = _mix_rows(smoke)
+
+    @dg.asset(name="training_mix")
+    def stub() -> pl.DataFrame:
+        return frame
+
+    @dg.asset(deps=["training_mix"])
+    def trainer() -> None:
+        """Runs after the mix whatever the WARN check says."""
+
+    result = dg.materialize(
+        [stub, training_mix_not_smoke_model, trainer],
+        resources={"io_manager": PolarsParquetIOManager(base_dir=str(tmp_path))},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert (check.passed, check.severity) == (passed, dg.AssetCheckSeverity.WARN)
+    assert check.metadata["smoke_model_rows"].value == smoke
+    if smoke:
+        assert f"{smoke} rows come from the random-weight smoke model" in check.description
+        assert "SYNTH_MODEL" in check.description
+    assert len(result.asset_materializations_for_node("trainer")) == 1
