@@ -2,8 +2,12 @@
 
 From a stdlib function the engine writes a problem statement; for each problem it writes N
 candidate solutions with unit tests. Candidates go through static gates (code blocks,
-`compile`, ruff's fatal rules) and then run with their tests in the sandbox. Each failing
-candidate goes back to the engine once, with what went wrong, for a repair. Every
+`compile`, ruff's fatal rules, then `verifier`'s gates against gaming) and then run in the
+sandbox, where the tests run in a trusted runner and the candidate in its own process
+(`verifier`, `trusted_runner`): passing means assertions ran, the tests call the function
+asked for and fail against stubs of it, and (where the seed has an input generator and the
+candidate keeps its name) the candidate agrees with the seed on generated inputs. Each
+failing candidate goes back to the engine once, with what went wrong, for a repair. Every
 attempt's verdicts stay in the row's provenance, kept or rejected, so the metadata can
 say exactly why the pass rate is what it is.
 """
@@ -15,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from synth_lib.code.lint import TESTS_DONE, Program, compile_check, lint_check, split_program
+from synth_lib.code.lint import Program, compile_check, lint_check, split_program
+from synth_lib.code.verifier import CodeVerdict, Reference, judge, prepare, reference_for
 from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, SamplingParams
 from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import Template, load_template
@@ -43,6 +48,11 @@ REPAIRABLE = {
     "error",
     "timeout",
     "resource_limit",
+    "unsafe_solution",
+    "no_target",
+    "bad_tests",
+    "weak_tests",
+    "disagrees_with_reference",
 }
 
 
@@ -67,14 +77,19 @@ class _Attempt:
     result: GenerationResult
     template: Template
     prefix: str
+    problem: str = ""
+    reference: Reference | None = None
     program: Program | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     outcome: str = ""
     feedback: str = ""
+    rejection: str = ""
+    agreement: float | None = None
 
-    def fail(self, check: str, outcome: str, reason: str) -> None:
+    def fail(self, check: str, outcome: str, reason: str, key: str = "") -> None:
         self.verdicts.append(Verdict(f"{self.prefix}{check}", False, reason=reason[:500]))
         self.outcome, self.feedback = outcome, f"{outcome}: {reason}"[:FEEDBACK_CHARS]
+        self.rejection = key or outcome
 
 
 def generation_check(result: GenerationResult) -> Verdict:
@@ -154,19 +169,49 @@ def _check(attempts: Sequence[_Attempt], sandbox: SandboxLike) -> None:
             att.verdicts.append(Verdict(f"{att.prefix}lint", True))
         else:
             att.fail("lint", "lint_error", lint.reason)
-    to_run = [a for a in attempts if not a.outcome]
-    for att, res in zip(
-        to_run, sandbox.run_many([a.program.runnable() for a in to_run]), strict=True
-    ):
-        verdict = res.verdict
-        detail = ": ".join(x for x in (res.exc_type, res.reason) if x)
-        if res.passed and TESTS_DONE not in res.stdout:
-            verdict, detail = "failed", "exited before its tests finished"
-        reason = f"{verdict} [{res.mode}] {detail}"
-        att.verdicts.append(Verdict(f"{att.prefix}tests", verdict == "passed", reason=reason))
-        att.outcome = verdict
-        tail = res.stderr[-FEEDBACK_CHARS:] or res.stdout[-FEEDBACK_CHARS:]
-        att.feedback = f"tests {verdict}: {detail}\n{tail}".strip()[: FEEDBACK_CHARS * 2]
+    prepared = []
+    for att in [a for a in attempts if not a.outcome]:
+        ready, rejected = prepare(att.program, att.problem, att.reference)
+        if rejected is not None:
+            att.fail("verifier_gate", rejected.verdict, rejected.reason, rejected.key)
+            continue
+        att.verdicts.append(Verdict(f"{att.prefix}verifier_gate", True))
+        prepared.append((att, ready))
+    results = sandbox.run_many([ready.program for _, ready in prepared])
+    for (att, ready), res in zip(prepared, results, strict=True):
+        verdict = judge(res, ready)
+        _record_tests(att, verdict, res)
+
+
+def _record_tests(att: _Attempt, verdict: CodeVerdict, res: SandboxResult) -> None:
+    reason = f"{verdict.verdict} [{res.mode}] {verdict.reason}"
+    att.verdicts.append(
+        Verdict(f"{att.prefix}tests", verdict.accepted, float(verdict.asserts), reason[:500])
+    )
+    if verdict.agreement is not None:
+        att.agreement = verdict.agreement
+        att.verdicts.append(
+            Verdict(f"{att.prefix}reference_agreement", verdict.agreement == 1.0, verdict.agreement)
+        )
+    att.outcome, att.rejection = verdict.verdict, ("" if verdict.accepted else verdict.key)
+    att.feedback = f"tests {verdict.verdict}: {verdict.reason}".strip()[: FEEDBACK_CHARS * 2]
+
+
+def verify_response(
+    text: str,
+    sandbox: SandboxLike,
+    *,
+    problem: str = "",
+    reference: Reference | None = None,
+) -> tuple[str, str, list[Verdict]]:
+    """One model response through exactly the checks `verify_code` applies to a candidate:
+    (outcome, reason of the last failed check or "", every verdict)."""
+    result = GenerationResult("cli", text, "stop")
+    request = GenerationRequest("cli", problem, SamplingParams())
+    att = _Attempt(request, result, load_template(SOLUTION_TEMPLATE), "", problem, reference)
+    _check([att], sandbox)
+    failed = [v for v in att.verdicts if not v.passed]
+    return att.outcome, (failed[-1].reason or "") if failed else "", att.verdicts
 
 
 def _repair_request(
@@ -199,19 +244,20 @@ def verify_code(
     solve, fix = load_template(SOLUTION_TEMPLATE), load_template(REPAIR_TEMPLATE)
     usable = [p for p in problems if p.get("accepted", True)]
     plan = [(p, k) for p in usable for k in range(candidates)]
+    references = {p["id"]: reference_for(p.get("function") or "", seed=seed) for p in usable}
     requests = [
         GenerationRequest(f"{p['id']}:c{k}", solve.render(problem=p["problem"]), sampling, seed + k)
         for p, k in plan
     ]
     first = [
-        _Attempt(req, res, solve, "")
-        for req, res in zip(requests, engine.generate(requests), strict=True)
+        _Attempt(req, res, solve, "", p["problem"], references[p["id"]])
+        for (p, _), req, res in zip(plan, requests, engine.generate(requests), strict=True)
     ]
     _check(first, sandbox)
     to_fix = [i for i, att in enumerate(first) if att.outcome in REPAIRABLE]
     fix_requests = [_repair_request(first[i], plan[i][0], fix) for i in to_fix]
     second: dict[int, _Attempt] = {
-        i: _Attempt(req, res, fix, "repair_")
+        i: _Attempt(req, res, fix, "repair_", first[i].problem, first[i].reference)
         for i, req, res in zip(to_fix, fix_requests, engine.generate(fix_requests), strict=True)
     }
     _check(list(second.values()), sandbox)
@@ -236,6 +282,7 @@ def verify_code(
         row["repaired"] = i in second
         row["accepted"] = final.outcome == "passed"
         row["reject_reason"] = None if row["accepted"] else final.outcome
+        row["reject_detail"] = None if row["accepted"] else final.rejection
         row["sandbox_mode"] = sandbox.mode
         (outcome.rows if row["accepted"] else outcome.rejected).append(row)
     outcome.metadata = _metadata(first, second, outcome, len(usable), len(problems), sandbox.mode)
@@ -266,7 +313,13 @@ def _metadata(
     scorable = len(first) - infra
     kept = len(outcome.rows)
     repaired_ok = sum(1 for att in second.values() if att.outcome == "passed")
+    final_attempts = [second.get(i, att) for i, att in enumerate(first)]
+    compared = [a.agreement for a in final_attempts if a.agreement is not None]
     return {
+        "rejection_reasons": dict(Counter(a.rejection for a in final_attempts if a.rejection)),
+        "reference_compared": len(compared),
+        "reference_agreed": sum(1 for x in compared if x == 1.0),
+        "reference_agreement_rate": round(sum(compared) / len(compared), 4) if compared else None,
         "problems": problems,
         "problems_usable": usable,
         "candidates": len(first),
