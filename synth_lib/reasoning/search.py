@@ -18,14 +18,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, SamplingParams
+from synth_lib.engines.base import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    ModelIdentity,
+    SamplingParams,
+)
 from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import load_template
+from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
 from synth_lib.reasoning.answers import extract_answer
 from synth_lib.reasoning.seeding import stable_seed
 from synth_lib.reasoning.tasks import Problem, check_answer
 
+STAGE = "search_traces"
 STEP_TEMPLATE = "reasoning_step"
 ROLLOUT_TEMPLATE = "reasoning_rollout"
 SAMPLE_TEMPLATE = "reasoning_cot"
@@ -270,3 +279,53 @@ def sample_at_budget(
     out.tokens = sum(spent)
     out.solved_problems = sum(solved)
     return out
+
+
+def _count_nodes(node: Node) -> int:
+    return 1 + sum(_count_nodes(child) for child in node.children)
+
+
+def search_rows(
+    results: Sequence[SearchResult],
+    identity: ModelIdentity,
+    ctx: RowContext,
+    settings: SearchSettings,
+) -> list[dict[str, Any]]:
+    """One CoT row per verified path, in cot_traces' payload, marked `search` (method mcts)."""
+    cot_prompt, rollout = load_template(SAMPLE_TEMPLATE), load_template(ROLLOUT_TEMPLATE)
+    rows = []
+    for r in results:
+        nodes = _count_nodes(r.root)
+        for index, path in enumerate(r.paths):
+            payload = {
+                "prompt": cot_prompt.render(question=r.problem.question),
+                "response": path.text,
+                "question": r.problem.question,
+                "gold": r.problem.gold,
+                "predicted": path.predicted,
+                "correct": True,
+                "rationalized": False,
+                "task_type": r.problem.task_type,
+                "difficulty": r.problem.difficulty,
+                "problem_id": r.problem.id,
+                "sample_index": index,
+                "method": "mcts",
+                "search_steps": len(path.steps),
+            }
+            verdicts = [
+                Verdict("final_answer", True),
+                Verdict(path.checker, True, path.score, f"predicted={path.predicted!r} "
+                        f"gold={r.problem.gold!r}"),
+                Verdict("search", True, float(path.iteration),
+                        f"mcts: found at iteration {path.iteration}, {nodes} nodes, "
+                        f"{r.tokens} tokens"),
+            ]  # fmt: skip
+            generator = generator_for(
+                identity, rollout, settings.rollout_sampling,
+                stable_seed(settings.seed, r.problem.id, "rollout", path.iteration),
+            )  # fmt: skip
+            row = make_row(stage=STAGE, payload=payload, ctx=ctx, parents=[r.problem.row],
+                           generator=generator, verdicts=verdicts)  # fmt: skip
+            row["accepted"] = True
+            rows.append(row)
+    return rows
