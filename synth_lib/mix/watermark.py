@@ -18,7 +18,7 @@ import hashlib
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -153,3 +153,17 @@ def detect_tokens(
     g = spec.gamma
     z = (green - g * scored) / math.sqrt(scored * g * (1 - g))
     return Detection(z, green, scored, z >= z_threshold)
+
+
+def watermark_engine(engine, spec: WatermarkSpec):
+    """Switch the watermark on for every request of `engine` (one with `logits_processors`,
+    i.e. the transformers backend). Its revision gains `+wm.<key id>`: provenance names the
+    key, the response cache keeps watermarked and plain answers apart."""
+    if not hasattr(engine, "logits_processors"):
+        raise ValueError(
+            f"the {engine.identity.backend} backend cannot watermark (transformers can)"
+        )
+    engine.logits_processors.append(GreenListLogitsProcessor(spec))
+    revision = f"{engine.identity.revision}+wm.{spec.key_id}"
+    engine.identity = replace(engine.identity, revision=revision)
+    return engine
