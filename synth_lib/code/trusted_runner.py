@@ -238,8 +238,8 @@ class Session:
         if not condition:
             detail = ""
             try:
-                text = message()
-                detail = "" if text is None else ": " + str(text)[:200]
+                said = message()
+                detail = "" if said is None else ": " + str(said)[:200]
             except Exception:
                 detail = ""
             raise AssertionError(f"line {line} `{text}` failed{detail}")

@@ -185,33 +185,59 @@ def _check(attempts: Sequence[_Attempt], sandbox: SandboxLike) -> None:
 
 def _record_tests(att: _Attempt, verdict: CodeVerdict, res: SandboxResult) -> None:
     reason = f"{verdict.verdict} [{res.mode}] {verdict.reason}"
-    att.verdicts.append(
-        Verdict(f"{att.prefix}tests", verdict.accepted, float(verdict.asserts), reason[:500])
-    )
     if verdict.agreement is not None:
         att.agreement = verdict.agreement
         att.verdicts.append(
             Verdict(f"{att.prefix}reference_agreement", verdict.agreement == 1.0, verdict.agreement)
         )
+    att.verdicts.append(
+        Verdict(f"{att.prefix}tests", verdict.accepted, float(verdict.asserts), reason[:500])
+    )
     att.outcome, att.rejection = verdict.verdict, ("" if verdict.accepted else verdict.key)
     att.feedback = f"tests {verdict.verdict}: {verdict.reason}".strip()[: FEEDBACK_CHARS * 2]
 
 
-def verify_response(
-    text: str,
+@dataclass(frozen=True)
+class ResponseCheck:
+    """What `verify_responses` found for one model response."""
+
+    outcome: str
+    reason: str
+    verdicts: list[Verdict]
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == "passed"
+
+
+def verify_responses(
+    texts: Sequence[str],
     sandbox: SandboxLike,
     *,
     problem: str = "",
     reference: Reference | None = None,
-) -> tuple[str, str, list[Verdict]]:
-    """One model response through exactly the checks `verify_code` applies to a candidate:
-    (outcome, reason of the last failed check or "", every verdict)."""
-    result = GenerationResult("cli", text, "stop")
-    request = GenerationRequest("cli", problem, SamplingParams())
-    att = _Attempt(request, result, load_template(SOLUTION_TEMPLATE), "", problem, reference)
-    _check([att], sandbox)
-    failed = [v for v in att.verdicts if not v.passed]
-    return att.outcome, (failed[-1].reason or "") if failed else "", att.verdicts
+) -> list[ResponseCheck]:
+    """Model responses through exactly the checks `verify_code` applies to its candidates
+    (one sandbox batch); each with its outcome and the reason of its last failed check."""
+    template = load_template(SOLUTION_TEMPLATE)
+    attempts = [
+        _Attempt(
+            GenerationRequest(f"response-{i}", problem, SamplingParams()),
+            GenerationResult(f"response-{i}", text, "stop"),
+            template,
+            "",
+            problem,
+            reference,
+        )
+        for i, text in enumerate(texts)
+    ]
+    _check(attempts, sandbox)
+    checks = []
+    for att in attempts:
+        failed = [v for v in att.verdicts if not v.passed]
+        reason = (failed[-1].reason or "") if failed else att.verdicts[-1].reason or ""
+        checks.append(ResponseCheck(att.outcome, reason, att.verdicts))
+    return checks
 
 
 def _repair_request(
