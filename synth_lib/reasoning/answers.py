@@ -25,14 +25,11 @@ _ANSWER_IS = re.compile(
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?$")
 _TEXT_WRAPPER = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}")
+_ALTERNATIVES = re.compile(r"\s+(?:or|and/or)\s+", re.IGNORECASE)
 
 
-def _boxed_contents(text: str) -> str | None:
-    """Contents of the last \\boxed{...}, honouring nested braces; None if unbalanced."""
-    matches = list(_BOXED.finditer(text))
-    if not matches:
-        return None
-    start = matches[-1].end()
+def _braced(text: str, start: int) -> str | None:
+    """The text from `start` to its matching close brace, honouring nesting; None if unbalanced."""
     depth = 1
     for pos in range(start, len(text)):
         if text[pos] == "{":
@@ -42,6 +39,12 @@ def _boxed_contents(text: str) -> str | None:
             if depth == 0:
                 return text[start:pos]
     return None
+
+
+def _boxed_contents(text: str) -> str | None:
+    """Contents of the last \\boxed{...}, honouring nested braces; None if unbalanced."""
+    matches = list(_BOXED.finditer(text))
+    return _braced(text, matches[-1].end()) if matches else None
 
 
 def extract_answer(text: str | None) -> str | None:
@@ -65,6 +68,42 @@ def extract_answer(text: str | None) -> str | None:
         return None
     answer = normalize_answer(max(candidates)[1])
     return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
+
+
+def stated_answers(text: str | None) -> list[str]:
+    """Every final answer the text states, in order: each \\boxed{}, each '#### x', and each
+    'the answer is x' whose x (up to the end of its clause) is a number or one word, or
+    alternatives of those ('17 or 18'): prose after 'the answer is' is not an answer."""
+    if not text:
+        return []
+    found: list[tuple[int, str]] = []
+    for match in _BOXED.finditer(text):
+        inner = _braced(text, match.end())
+        if inner is not None:
+            found.append((match.start(), inner))
+    found += [(m.start(), m.group(1)) for m in _HASHES.finditer(text)]
+    for match in _ANSWER_IS.finditer(text):
+        value = normalize_answer(re.split(r"####|\\boxed|[;,]\s|\.\s", match.group(1))[0])
+        parts = _ALTERNATIVES.split(value)
+        if _as_fraction(value) is not None or all(len(p.split()) == 1 for p in parts):
+            found.append((match.start(), value))
+    answers = [normalize_answer(value) for _, value in sorted(found)]
+    return [a for a in answers if a and len(a) <= MAX_ANSWER_CHARS]
+
+
+def hedged(text: str | None) -> str | None:
+    """Why the text hedges between final answers ('17' then '18', '17 or 18'), or None.
+
+    One final answer, stated once or repeated in equivalent forms, is not hedging."""
+    answers = stated_answers(text)
+    for answer in answers:
+        parts = _ALTERNATIVES.split(answer)
+        if len(parts) > 1 and not all(answers_match(p, parts[0]) for p in parts[1:]):
+            return f"one answer offers alternatives: {answer!r}"
+    for answer in answers[1:]:
+        if not answers_match(answer, answers[0]):
+            return f"states different final answers: {answers[0]!r} and {answer!r}"
+    return None
 
 
 def normalize_answer(answer: str) -> str:

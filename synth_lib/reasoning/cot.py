@@ -20,7 +20,7 @@ from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, 
 from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import Template, load_template
 from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
-from synth_lib.reasoning.answers import extract_answer
+from synth_lib.reasoning.answers import extract_answer, hedged
 from synth_lib.reasoning.seeding import stable_seed
 from synth_lib.reasoning.tasks import Problem, check_answer
 
@@ -98,6 +98,10 @@ def _trace_row(
         Verdict(checker, ok, score, f"predicted={predicted!r} gold={problem.gold!r}"),
     ]
     reason = None if ok else ("no_final_answer" if predicted is None else "wrong_answer")
+    hedge = hedged(result.text)
+    if hedge is not None:  # two different answers: scoring the last would reward hedging
+        verdicts.append(Verdict("single_final_answer", False, None, hedge))
+        ok, reason = False, "hedged_answer"
     if rationalized:
         independent = _rationale_verdict(result.text, min_rationale_words)
         verdicts.append(independent)
