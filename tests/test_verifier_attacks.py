@@ -9,6 +9,7 @@ run itself (trusted runner, separate candidate process, plain-data channel) stil
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -314,3 +315,25 @@ def test_differential_check_against_the_seed(sandbox: Sandbox) -> None:
             assert "generated inputs" in check.reason
     agreement = [v for v in checks[0].verdicts if v.name == "reference_agreement"]
     assert agreement and agreement[0].score == 1.0
+
+
+def test_cli_prints_the_verdict_through_the_assets_checks(
+    sandbox: Sandbox, tmp_path, capsys
+) -> None:
+    from synth_lib.commands.cli import main
+
+    path = tmp_path / "response.md"
+    solution, tests, _, _ = ATTACKS["always_equal_result"]
+    path.write_text(response(solution, tests))
+    assert main(["verify", "code", str(path), "--function", "add"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["accepted"], report["verdict"]) == (False, "unsafe_solution")
+    assert "overrides equality" in report["reason"]
+    lookup, _ = GCD_CASES["lookup_table"]
+    path.write_text(response(lookup, GCD_TESTS))
+    assert main(["verify", "code", str(path), "--reference", "math:gcd"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "disagrees_with_reference"
+    assert main(["verify", "code", str(path)]) == 0  # without a reference only its tests decide
+    assert json.loads(capsys.readouterr().out)["accepted"] is True
+    assert main(["verify", "code", str(path), "--reference", "nosuch:thing"]) == 2

@@ -13,7 +13,14 @@ from pathlib import Path
 from synth_lib.provenance.ancestry import ancestry, load_index, parquet_files
 from synth_lib.provenance.rollback import active_entries, removed_by_rows
 
-FEATURE_COMMANDS: tuple[str, ...] = ("sandbox", "dedup", "decontam", "rollback", "watermark")
+FEATURE_COMMANDS: tuple[str, ...] = (
+    "sandbox",
+    "verify",
+    "dedup",
+    "decontam",
+    "rollback",
+    "watermark",
+)
 
 
 def _default_data_dir() -> Path:
