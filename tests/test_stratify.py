@@ -29,6 +29,11 @@ def test_budget_reallocation_follows_coverage():
     assert coverage_entropy(counts + plan) > coverage_entropy(counts)
 
 
+def test_a_cluster_takes_no_more_than_its_exemplars():
+    assert allocate([0, 5], 4, capacity=[1, 10]).tolist() == [1, 3]
+    assert allocate([0, 5], 4, capacity=[1, 0]).tolist() == [1, 0]  # the rest stays unspent
+
+
 def test_coverage_entropy_bounds():
     assert coverage_entropy([5, 5, 5, 5]) == pytest.approx(1.0)
     assert coverage_entropy([20, 0, 0, 0]) == 0.0

@@ -52,13 +52,23 @@ def coverage_entropy(counts: Sequence[float] | np.ndarray) -> float:
     return float(-(p * np.log(p)).sum() / math.log(k))
 
 
-def allocate(counts: Sequence[float] | np.ndarray, budget: int) -> np.ndarray:
+def allocate(
+    counts: Sequence[float] | np.ndarray,
+    budget: int,
+    capacity: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
     """Water-filling: each of `budget` units goes to the cluster with the fewest rows so far
-    (ties: the lower index). Sparse clusters get more, and never less than denser ones."""
+    (ties: the lower index). Sparse clusters get more, and never less than denser ones. A
+    cluster takes at most `capacity` units (its distinct exemplars); budget no cluster can
+    take is left unspent."""
     current = np.asarray(counts, dtype=np.float64).copy()
+    room = np.full(len(current), np.inf) if capacity is None else np.asarray(capacity, float)
     out = np.zeros(len(current), dtype=np.int64)
     for _ in range(max(budget, 0)):
-        target = int(np.argmin(current))
+        open_ = np.flatnonzero(out < room)
+        if not len(open_):
+            break
+        target = int(open_[np.argmin(current[open_])])
         out[target] += 1
         current[target] += 1
     return out
@@ -118,7 +128,7 @@ def plan_coverage(
     k = len(centroids)
     synthetic = assign(synthetic_vectors, centroids)
     counts = counts_per_cluster(synthetic, k)
-    allocation = allocate(counts, budget)
+    allocation = allocate(counts, budget, capacity=counts_per_cluster(labels, k).astype(int))
     examples = [exemplars(c, seed_vectors, labels, centroids, int(allocation[c])) for c in range(k)]
     return CoveragePlan(labels, centroids, synthetic, counts, allocation, examples)
 
@@ -149,3 +159,9 @@ def projection_png_markdown(
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
+def entropy_after(counts: np.ndarray, vectors: np.ndarray, centroids: np.ndarray) -> float:
+    """Coverage entropy once rows with these embeddings join the counts."""
+    added = counts_per_cluster(assign(vectors, centroids), len(centroids)) if len(vectors) else 0
+    return round(coverage_entropy(counts + added), 4)

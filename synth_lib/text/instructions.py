@@ -251,6 +251,7 @@ def generate_instructions(
     personas: PersonaSet | None,
     settings: InstructionSettings | None = None,
     judge: Judge | None = None,
+    stage: str = STAGE,
 ) -> InstructionOutcome:
     """Write, evolve, answer and judge one instruction per seed row (rows need `id`, `text`).
 
@@ -299,7 +300,7 @@ def generate_instructions(
         }
         generator = generator_for(engine.identity, template, a.request.sampling, a.request.seed)
         row = make_row(
-            stage=STAGE,
+            stage=stage,
             payload=payload,
             ctx=ctx,
             parents=[d.seed_row],
