@@ -60,8 +60,10 @@ def local_resources(home: Path | None = None) -> dict[str, Any]:
 
 
 def production_resources(home: Path | None = None) -> dict[str, Any]:
-    """Lineage to an OpenLineage backend (e.g. Marquez), tracking to an MLflow server."""
+    """Lineage to an OpenLineage backend (e.g. Marquez), tracking to an MLflow server;
+    SYNTH_OPENLINEAGE=off / SYNTH_MLFLOW=off switch them off (their URLs are then not needed)."""
     resources = local_resources(home)
+    lineage_on, tracking_on = _switch("SYNTH_OPENLINEAGE"), _switch("SYNTH_MLFLOW")
     resources["io_manager"] = PolarsParquetIOManager(
         base_dir=os.environ["SYNTH_DATA_DIR"],
         s3=S3Storage(
@@ -71,13 +73,15 @@ def production_resources(home: Path | None = None) -> dict[str, Any]:
             secret_access_key=_secret("SYNTH_S3_SECRET_ACCESS_KEY"),
         ),
         lineage=OpenLineageEmitter(
+            enabled=lineage_on,
             transport="http",
-            url=os.environ["OPENLINEAGE_URL"],
+            url=os.environ["OPENLINEAGE_URL"] if lineage_on else "",
             api_key=_secret("OPENLINEAGE_API_KEY"),
             namespace=os.environ.get("OPENLINEAGE_NAMESPACE", "synth"),
         ),
         tracking=MlflowTracking(
-            tracking_uri=os.environ["MLFLOW_TRACKING_URI"],
+            enabled=tracking_on,
+            tracking_uri=os.environ["MLFLOW_TRACKING_URI"] if tracking_on else "",
             experiment_name=os.environ.get("SYNTH_MLFLOW_EXPERIMENT", "synth"),
         ),
     )

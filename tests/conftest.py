@@ -4,7 +4,10 @@ and a closing summary of every skip (a failure, under SYNTH_REQUIRE_ALL=1, unles
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +21,50 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # MLflow costs seconds per fresh store; its own tests switch it back on explicitly.
 os.environ.setdefault("SYNTH_MLFLOW", "off")
+# Unit tests use the fast random-weight smoke model, chosen explicitly (the default is a real
+# model); tests of the real default model unset SYNTH_MODEL themselves.
+os.environ.setdefault("SYNTH_MODEL", "smoke")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PG = {"host": os.environ.get("SYNTH_TEST_PG_HOST", "127.0.0.1"), "user": "postgres", "port": 5432}
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
+    try:
+        import psycopg2
+    except ImportError as exc:
+        environment.missing("postgres", f"psycopg2 is not importable ({exc})")
+    try:
+        admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+    except psycopg2.OperationalError as exc:
+        environment.missing("postgres", f"no PostgreSQL at {PG['host']}:{PG['port']} ({exc})")
+    admin.autocommit = True
+    name = f"synth_test_{uuid.uuid4().hex[:8]}"
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def production_instance_env(postgres_db: str, tmp_path: Path, monkeypatch) -> Path:
+    """DAGSTER_HOME with dagster.production.yaml, its SYNTH_PG_* pointing at `postgres_db`."""
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.production.yaml", dagster_home / "dagster.yaml")
+    for key, value in {
+        "SYNTH_PG_HOST": PG["host"],
+        "SYNTH_PG_USER": PG["user"],
+        "SYNTH_PG_PASSWORD": "",
+        "SYNTH_PG_DB": postgres_db,
+        "SYNTH_PG_PORT": str(PG["port"]),
+    }.items():
+        monkeypatch.setenv(key, value)
+    return dagster_home
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ REQUIRE_ALL = "SYNTH_REQUIRE_ALL"
 
 # part -> what it is; its flag is SYNTH_REQUIRE_<PART>
 PARTS: dict[str, str] = {
-    "postgres": "PostgreSQL on 127.0.0.1:5432 (psycopg2)",
+    "postgres": "PostgreSQL (psycopg2, at SYNTH_TEST_PG_HOST or 127.0.0.1:5432)",
     "gsm8k": "GSM8K data (SYNTH_GSM8K_PATH, SYNTH_GSM8K_TEST_PATH)",
     "sandbox": "the bubblewrap code sandbox",
     "ui": "Chromium for the UI test",

@@ -77,7 +77,7 @@ def test_a_required_part_fails_naming_it(tmp_path, env):
     out = _run(tmp_path, "postgres or gsm8k or runs", **env)
     assert out.returncode == 1, out.stdout
     assert "1 failed, 1 passed" in out.stdout and "1 error" in out.stdout  # error: in a fixture
-    assert "SYNTH_REQUIRE_POSTGRES=1 but PostgreSQL on 127.0.0.1:5432" in out.stdout
+    assert "SYNTH_REQUIRE_POSTGRES=1 but PostgreSQL (psycopg2" in out.stdout
     assert "SYNTH_REQUIRE_GSM8K=1 but GSM8K data" in out.stdout
 
 

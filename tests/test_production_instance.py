@@ -1,59 +1,27 @@
 """The production instance config (dagster.production.yaml) against a real PostgreSQL."""
 
-import os
-import shutil
-import uuid
-
 import dagster as dg
-import pytest
 
+from synth_assets.partitions import SEED_SHARDS
 from synth_jobs.definitions import all_assets
 from synth_jobs.profiles import local_resources
-from tests import environment
-from tests.conftest import REPO_ROOT
+from tests.conftest import PG
 
-try:
-    import psycopg2
-except ImportError as exc:  # the test below reports it: skip, or fail when required
-    psycopg2 = None
-    PSYCOPG2_ERROR = str(exc)
-PG = {"host": os.environ.get("SYNTH_TEST_PG_HOST", "127.0.0.1"), "user": "postgres", "port": 5432}
+SHARD = "ref-n64-00000"
 
 
-@pytest.fixture
-def postgres_db():
-    if psycopg2 is None:
-        environment.missing("postgres", f"psycopg2 is not importable ({PSYCOPG2_ERROR})")
-    try:
-        admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
-    except psycopg2.OperationalError as exc:
-        environment.missing("postgres", f"no PostgreSQL at {PG['host']}:5432 ({exc})")
-    admin.autocommit = True
-    name = f"synth_test_{uuid.uuid4().hex[:8]}"
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    yield name
-    admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
+def test_runs_and_events_land_in_postgres(postgres_db, production_instance_env, synth_home):
+    import psycopg2  # importable: the postgres_db fixture skips (or fails) otherwise
 
-
-def test_runs_and_events_land_in_postgres(postgres_db, synth_home, tmp_path, monkeypatch):
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.production.yaml", dagster_home / "dagster.yaml")
-    for key, value in {
-        "SYNTH_PG_HOST": PG["host"],
-        "SYNTH_PG_USER": PG["user"],
-        "SYNTH_PG_PASSWORD": "",
-        "SYNTH_PG_DB": postgres_db,
-        "SYNTH_PG_PORT": str(PG["port"]),
-    }.items():
-        monkeypatch.setenv(key, value)
+    dagster_home = production_instance_env
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions(SEED_SHARDS, [SHARD])
         result = dg.materialize(
             all_assets,
             selection=["text_seeds", "code_seeds", "math_seeds", "seed_quarantine"],
             resources=local_resources(synth_home),
             instance=instance,
+            partition_key=SHARD,
             run_config={"ops": {"seeds": {"config": {"gsm8k_path": ""}}}},
         )
         assert result.success
