@@ -18,7 +18,6 @@ import fcntl
 import getpass
 import json
 import os
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, Literal
 import polars as pl
 
 from synth_lib.provenance.hashing import sha256_hex
+from synth_lib.seeds.sharding import ShardKey, ShardKeyError
 
 TargetKind = Literal["seed", "model", "template"]
 LEDGER_NAME = "rollbacks.jsonl"
@@ -36,7 +36,6 @@ LEDGER_NAME = "rollbacks.jsonl"
 # partitioned ones (by seed shard) need only the shards that held descendants.
 READERS = ("rollbacks", "training_mix", "decontaminated_mix", "dataset_export")
 PARTITIONED_READERS = ("training_mix",)
-_SHARD_KEY = re.compile(r"^[a-z0-9_]+-n\d+-\d{5}$")
 _PROVENANCE = ["id", "parent_ids", "root_seed_ids", "generator"]
 
 
@@ -192,6 +191,14 @@ def affected_partitions(
     return out
 
 
+def _is_shard_key(name: str) -> bool:
+    try:
+        ShardKey.parse(name)
+    except ShardKeyError:
+        return False
+    return True
+
+
 def rematerialization(affected: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str] | None]:
     """Reader asset → the seed shards to re-materialize (None: the whole asset).
 
@@ -201,7 +208,7 @@ def rematerialization(affected: Mapping[str, Mapping[str, Any]]) -> dict[str, li
     reader needs; with no sharded files at all, it re-materializes whole.
     """
     keys = {str(s).split("/")[0] for found in affected.values() for s in found["shards"]}
-    shards = sorted(k for k in keys if _SHARD_KEY.match(k))
+    shards = sorted(k for k in keys if _is_shard_key(k))
     return {asset: shards if asset in PARTITIONED_READERS and shards else None for asset in READERS}
 
 
