@@ -344,10 +344,12 @@ def test_refuses_without_bwrap_unless_rlimit_only(monkeypatch: pytest.MonkeyPatc
         Sandbox(LIMITS)
     python = _interpreter_for_rlimit_only()
     weak = Sandbox(LIMITS, mode="rlimit_only", python=python)
-    results = weak.run_many(["print(6 * 7)", "assert False, 'no'"])
-    assert [r.mode for r in results] == ["rlimit_only", "rlimit_only"]
-    assert [r.verdict for r in results] == ["passed", "failed"]
+    closed_fds = "import os, time\nos.closerange(0, 1024)\ntime.sleep(60)"
+    results = weak.run_many(["print(6 * 7)", "assert False, 'no'", closed_fds])
+    assert [r.mode for r in results] == ["rlimit_only"] * 3
+    assert [r.verdict for r in results] == ["passed", "failed", "timeout"]
     assert results[0].stdout == "42\n"
+    assert results[2].duration_s < LIMITS.timeout_s + DEADLINE_MARGIN_S
 
 
 def _interpreter_for_rlimit_only() -> str | None:

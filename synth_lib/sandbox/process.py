@@ -116,6 +116,11 @@ def run_fresh(
                 cap,
                 exited=lambda: proc.poll() is not None,
             )
+            if not (capture.timed_out or capture.overflow):  # pipes closed: keep the clock
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    capture.timed_out = True
         finally:
             kill_run(proc, uid=uid, marker=marker)
             proc.stdout.close()
