@@ -195,3 +195,32 @@ def dataset_export_manifest_verified(storage: SynthStorage) -> dg.AssetCheckResu
         description=f"{len(bad)} files differ from the manifest" if bad else "manifest verified",
         metadata={"files": len(manifest["files"]), "mismatched": dg.MetadataValue.json(bad)},
     )
+
+
+@dg.asset_check(asset=dataset_export, description="Share of rows generated with the watermark.")
+def dataset_export_watermarked_share(storage: SynthStorage) -> dg.AssetCheckResult:
+    """From provenance: a watermarked run's revision ends in `+wm.<key id>` (never the key)."""
+    files = sorted(storage.stage_dir(EXPORT_DIR).glob("*/*.parquet"))
+    frames = [pl.read_parquet(f, columns=["generator"]) for f in files]
+    rows = pl.concat(frames) if frames else pl.DataFrame(schema={"generator": pl.Struct({})})
+    generated = rows.filter(pl.col("generator").is_not_null())
+    key_ids = (
+        generated.select(
+            pl.col("generator").struct.field("revision").str.extract(r"\+wm\.([0-9a-f]+)$")
+        )
+        .to_series()
+        .drop_nulls()
+        if generated.height
+        else pl.Series([], dtype=pl.Utf8)
+    )
+    share = key_ids.len() / generated.height if generated.height else 0.0
+    return dg.AssetCheckResult(
+        passed=True,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{key_ids.len()} of {generated.height} generated rows are watermarked",
+        metadata={
+            "watermarked_share": round(share, 4),
+            "watermarked_rows": key_ids.len(),
+            "key_ids": dg.MetadataValue.json(sorted(set(key_ids.to_list()))),
+        },
+    )

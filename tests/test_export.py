@@ -27,6 +27,9 @@ from synth_lib.provenance.schema import (
 
 CTX = RowContext(run_id="test")
 GEN = Generator("transformers", "SmolLM2-135M-Instruct", "abc123", "t", "th", "{}", 0)
+WATERMARKED = Generator(
+    "transformers", "SmolLM2-135M-Instruct", "abc123+wm.0a1b2c3d4e5f", "t", "th", "{}", 0
+)
 
 
 def _mix() -> pl.DataFrame:
@@ -51,9 +54,9 @@ def _mix() -> pl.DataFrame:
             payload={"text": f"said again: {p['text']}"},
             ctx=CTX,
             parents=[p],
-            generator=GEN,
+            generator=WATERMARKED if i == 0 else GEN,
         )
-        for p in prose
+        for i, p in enumerate(prose)
     ]
     cot = [
         make_row(
@@ -229,19 +232,28 @@ def test_export_asset_applies_a_seed_rollback_and_keeps_other_rows(tmp_path):
     mix = _mix()
     mix.write_parquet(home / "data" / "decontaminated_mix.parquet")
 
-    def materialize():
+    checks = {}
+
+    def materialize(run_config=None, success=True):
         result = dg.materialize(
             [*all_assets, *all_checks],
             selection=["rollbacks", "dataset_export"],
             resources=local_resources(home),
             instance=dg.DagsterInstance.ephemeral(),
+            run_config=run_config,
+            raise_on_error=success,
         )
-        assert result.success
+        assert result.success == success
+        for evaluation in result.get_asset_check_evaluations():
+            checks[evaluation.check_name] = {k: v.value for k, v in evaluation.metadata.items()}
         files = sorted((home / "data" / "export").glob("*/*.parquet"))
         return pl.concat([pl.read_parquet(f).select("id", "stage", "license") for f in files])
 
     before = materialize()
     assert before.height == mix.height
+    share = checks["dataset_export_watermarked_share"]
+    assert share["watermarked_rows"] == 1 and share["key_ids"] == ["0a1b2c3d4e5f"]
+    assert checks["dataset_export_licences_allowed"]["offending_rows"] == 0
     seed = mix.filter(pl.col("prompt") == "What is 1 + 1?")["id"][0]
     entry = record(home, Target.parse("seed", seed), "test", home / "data")
     after = materialize()
@@ -249,3 +261,12 @@ def test_export_asset_applies_a_seed_rollback_and_keeps_other_rows(tmp_path):
     # the seed, its CoT trace and the pair built on it; nothing else changed
     assert len(removed) == 3 and removed <= set(entry.removed_ids)
     assert after.sort("id").equals(before.filter(~pl.col("id").is_in(list(removed))).sort("id"))
+
+    # a narrower allow-list: the blocking check fails and names the seed rows (PSF, MIT)
+    narrow = {"ops": {"dataset_export": {"config": {"licence_allow_list": ["apache-2.0"]}}}}
+    materialize(narrow, success=False)
+    licences = checks["dataset_export_licences_allowed"]
+    assert licences["by_licence"] == {"psf-2.0": 4, "mit": 3}
+    assert (
+        set(licences["offending_ids"]) <= set(after["id"]) and len(licences["offending_ids"]) == 7
+    )
