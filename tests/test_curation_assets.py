@@ -168,3 +168,105 @@ def test_drift_checks_judge_recorded_metrics_with_two_severities(tmp_path):
     assert not soft.passed and soft.severity == dg.AssetCheckSeverity.WARN
     assert "kl_to_human=1.5 above soft maximum 1.0" in soft.description
     assert hard.passed and hard.severity == dg.AssetCheckSeverity.ERROR
+
+
+def _swap_word_pairs(text: str) -> str:
+    """Same words, new order: close to its source in meaning, not in shingles."""
+    words = text.split()
+    for i in range(0, len(words) - 1, 2):
+        words[i], words[i + 1] = words[i + 1], words[i]
+    return " ".join(words)
+
+
+def _curation_mix() -> tuple[pl.DataFrame, dict[str, str]]:
+    """Human seeds and one rephrasing per removal reason; returns the frame and those ids."""
+    ctx = RowContext(run_id="test-run")
+    gen = Generator("scripted", "m", "r", "rephrase_easy", "h", "{}", 0)
+    seeds = [
+        make_row(
+            stage="text_seeds",
+            payload={"text": " ".join(topics[n].split()[:70])},
+            ctx=ctx,
+            source=Source("python-language-reference", n, "PSF-2.0"),
+        )
+        for n in sorted(topics)[:12]
+    ]
+
+    def rephrasing(text: str, parent: dict) -> dict:
+        return make_row(
+            stage="rephrasings", payload={"text": text}, ctx=ctx, parents=[parent], generator=gen
+        )
+
+    words = seeds[3]["text"].split()
+    planted = {
+        "exact": rephrasing(seeds[2]["text"].upper(), seeds[2]),
+        "near": rephrasing(" ".join(words[35:] + words[:35]), seeds[3]),
+        "redundant": rephrasing(_swap_word_pairs(seeds[1]["text"]), seeds[1]),
+        "drift": rephrasing(
+            "Preheat the oven to 180 degrees, whisk two eggs with sugar and fold in the flour "
+            "before baking the sponge for thirty minutes.",
+            seeds[0],
+        ),
+    }
+    frame = rows_to_frame([*seeds, *planted.values()], {"text": pl.Utf8})
+    ids = {name: row["id"] for name, row in planted.items()}
+    ids |= {"seed1": seeds[1]["id"], "seed2": seeds[2]["id"], "seed3": seeds[3]["id"]}
+    return to_mix_schema(frame, "text"), ids
+
+
+def test_dedup_and_anchor_window_drops_carry_their_reasons_and_counts(tmp_path):
+    mix, ids = _curation_mix()
+    result = dg.materialize(
+        [_stub("training_mix", mix), curation.decontaminated_mix],
+        resources=_resources(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("decontaminated_mix")[0].metadata
+    dedup = metadata["dedup"].value
+    assert (dedup["exact_duplicates"], dedup["near_duplicates"]) == (1, 1)
+    assert "| drift | 1 |" in metadata["anchor_drop_reasons"].value
+    assert "| redundant | 1 |" in metadata["anchor_drop_reasons"].value
+    assert metadata["rejected_rows"].value == 4
+    out = pl.read_parquet(tmp_path / "data" / "decontaminated_mix.parquet")
+    assert out.filter(pl.col("is_synthetic")).height == 0
+    assert out.height == 12  # every human seed stays
+    rejected = pl.read_parquet(tmp_path / "data" / "curation_rejects" / "rejected.parquet")
+    last = rejected.select("id", pl.col("verdicts").list.last().alias("v")).unnest("v")
+    reasons = {row["id"]: (row["name"], row["reason"]) for row in last.iter_rows(named=True)}
+    assert reasons[ids["exact"]][0] == reasons[ids["near"]][0] == "dedup"
+    assert reasons[ids["exact"]][1].startswith(f"exact duplicate of {ids['seed2']}")
+    assert reasons[ids["near"]][1].startswith(f"near duplicate of {ids['seed3']}")
+    name, reason = reasons[ids["redundant"]]
+    assert name == "anchor_window" and reason.startswith("redundant: best anchor cosine")
+    assert reason.endswith(f"> 0.92 (anchor {ids['seed1']})")
+    name, reason = reasons[ids["drift"]]
+    assert name == "anchor_window" and reason.startswith("drift: best anchor cosine")
+    assert "< 0.65" in reason
+
+
+@pytest.mark.parametrize("broken", [None, "duplicate_id", "null_run_id", "zero_weight"])
+def test_failed_quality_gate_blocks_downstream(tmp_path, broken):
+    mix, _ = _curation_mix()
+    mix = mix.filter(~pl.col("is_synthetic"))
+    if broken == "duplicate_id":
+        mix = mix.with_columns(pl.lit(mix["id"][0]).alias("id"))
+    elif broken == "null_run_id":
+        mix = mix.with_columns(pl.lit(None, pl.Utf8).alias("run_id"))
+    elif broken == "zero_weight":
+        mix = mix.with_columns(pl.lit(0.0).alias("weight"))
+
+    @dg.asset(deps=["decontaminated_mix"])
+    def trainer() -> None:
+        """Materializes whenever it runs: only the blocking gate can keep it out."""
+
+    result = dg.materialize(
+        [_stub("decontaminated_mix", mix), curation.decontaminated_mix_quality_gates, trainer],
+        resources=_resources(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    [gates] = result.get_asset_check_evaluations()
+    assert gates.severity == dg.AssetCheckSeverity.ERROR
+    assert gates.passed is (broken is None), gates.metadata["failed"].value
+    assert len(result.asset_materializations_for_node("trainer")) == (broken is None)
