@@ -337,3 +337,27 @@ def test_cli_prints_the_verdict_through_the_assets_checks(
     assert main(["verify", "code", str(path)]) == 0  # without a reference only its tests decide
     assert json.loads(capsys.readouterr().out)["accepted"] is True
     assert main(["verify", "code", str(path), "--reference", "nosuch:thing"]) == 2
+
+
+def test_honest_shapes_cross_the_plain_data_channel(sandbox: Sandbox) -> None:
+    """pytest-style tests, generators, Fractions and exceptions work as they would in-process."""
+    solution = (
+        "from fractions import Fraction\n"
+        "def halves(n):\n"
+        "    if n < 0:\n"
+        "        raise ValueError('negative')\n"
+        "    for i in range(n):\n"
+        "        yield Fraction(i, 2)\n"
+    )
+    tests = (
+        "import pytest\n"
+        "from fractions import Fraction\n"
+        "assert list(halves(3)) == [0, Fraction(1, 2), 1]\n"
+        "assert sum(halves(4)) == pytest.approx(3.0)\n"
+        "with pytest.raises(ValueError, match='neg'):\n"
+        "    list(halves(-1))\n"
+    )
+    problem = "Write a generator `halves(n)` yielding 0, 1/2, 1, ... as Fractions."
+    (check,) = verify_responses([response(solution, tests)], sandbox, problem=problem)
+    assert check.accepted, check
+    assert "2 assertions ran" in check.reason
