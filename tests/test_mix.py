@@ -1,5 +1,7 @@
 import json
+from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
@@ -108,8 +110,6 @@ def _mix_rows(smoke: int) -> pl.DataFrame:
 
 @pytest.mark.parametrize(("smoke", "passed"), [(3, False), (0, True)])
 def test_smoke_model_rows_raise_a_warning_that_does_not_block(tmp_path, smoke, passed):
-    import dagster as dg
-
     from resources.parquet_io import PolarsParquetIOManager
     from synth_assets.mix import training_mix_not_smoke_model
 
@@ -136,3 +136,112 @@ def test_smoke_model_rows_raise_a_warning_that_does_not_block(tmp_path, smoke, p
         assert f"{smoke} rows come from the random-weight smoke model" in check.description
         assert "SYNTH_MODEL" in check.description
     assert len(result.asset_materializations_for_node("trainer")) == 1
+
+
+def _mix_inputs() -> list[dg.AssetsDefinition]:
+    """Unpartitioned stand-ins for every input of `training_mix`: three text seeds, a
+    rephrasing of each, and nothing else (empty frames with the stage's columns)."""
+    from synth_assets.mix import training_mix
+    from synth_lib.provenance.schema import Generator, RowContext, Source, make_row, rows_to_frame
+    from synth_lib.reasoning.debate import PAYLOAD_SCHEMA
+
+    ctx = RowContext(run_id="test-run")
+    model = Generator("scripted", "m", "r", "t", "h", "{}", 0)
+    seeds = [
+        make_row(stage="text_seeds", payload={"text": t}, ctx=ctx, source=Source("d", t, "MIT"))
+        for t in ("alpha", "beta", "gamma")
+    ]
+    rewrites = [
+        make_row(
+            stage="rephrasings",
+            payload={"text": s["text"] + "!"},
+            ctx=ctx,
+            parents=[s],
+            generator=model,
+        )
+        for s in seeds
+    ]
+    frames = {
+        "text_seeds": rows_to_frame(seeds, {"text": pl.Utf8}),
+        "rephrasings": rows_to_frame(rewrites, {"text": pl.Utf8}),
+        "debate_verdicts": rows_to_frame([], PAYLOAD_SCHEMA),
+        "quality_scores": pl.DataFrame(schema={"id": pl.Utf8, "quality_passed": pl.Boolean}),
+    }
+
+    def stub(name: str) -> dg.AssetsDefinition:
+        frame = frames.get(name, rows_to_frame([], {"text": pl.Utf8}))
+
+        @dg.asset(name=name)
+        def _stub() -> pl.DataFrame:
+            return frame
+
+        return _stub
+
+    return [stub(key.to_user_string()) for key in training_mix.keys_by_input_name.values()]
+
+
+def _corrupt(target, how: str) -> None:
+    manifest = json.loads((target / "manifest.json").read_text())
+    if how == "missing_shard":
+        (target / manifest["shards"][1]["path"]).unlink()
+    elif how == "row_count":
+        manifest["shards"][1]["rows"] += 1
+        manifest["total_rows"] += 1
+        (target / "manifest.json").write_text(json.dumps(manifest))
+    else:
+        shard = target / manifest["shards"][1]["path"]
+        data = bytearray(shard.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        shard.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["missing_shard", "row_count", "flipped_byte"])
+def test_shards_verified_check_blocks_downstream_when_the_shards_change(tmp_path, how):
+    from resources.parquet_io import PolarsParquetIOManager
+    from resources.storage import SynthStorage
+    from synth_assets.mix import training_mix, training_mix_shards_verified
+
+    partitions = training_mix.partitions_def
+
+    @dg.asset(
+        deps=["training_mix"], partitions_def=partitions, backfill_policy=training_mix.backfill_policy
+    )
+    def trainer() -> None:
+        """Materializes whenever it runs: only the blocking check can keep it out."""
+
+    instance = dg.DagsterInstance.ephemeral()
+    key = None
+    if partitions is not None:
+        key = "ref-n64-00000"
+        instance.add_dynamic_partitions(partitions.name, [key])
+    assets = [*_mix_inputs(), training_mix, training_mix_shards_verified, trainer]
+    resources = {
+        "storage": SynthStorage(home=str(tmp_path)),
+        "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path / "data")),
+    }
+    first = dg.materialize(
+        assets,
+        resources=resources,
+        instance=instance,
+        partition_key=key,
+        run_config={"ops": {"training_mix": {"config": {"rows_per_shard": 2}}}},
+    )
+    [check] = first.get_asset_check_evaluations()
+    assert check.passed and check.metadata["rows"].value == 6
+    assert len(first.asset_materializations_for_node("trainer")) == 1
+    manifest = first.asset_materializations_for_node("training_mix")[0].metadata["manifest"]
+    target = Path(manifest.value).parent
+    _corrupt(target, how)
+    second = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.checks(training_mix_shards_verified)
+        | dg.AssetSelection.assets(trainer),
+        resources=resources,
+        instance=instance,
+        partition_key=key,
+        raise_on_error=False,
+    )
+    [check] = second.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "part-00001.parquet" in check.description
+    assert second.asset_materializations_for_node("trainer") == []
