@@ -204,7 +204,9 @@ def test_shards_verified_check_blocks_downstream_when_the_shards_change(tmp_path
     partitions = training_mix.partitions_def
 
     @dg.asset(
-        deps=["training_mix"], partitions_def=partitions, backfill_policy=training_mix.backfill_policy
+        deps=["training_mix"],
+        partitions_def=partitions,
+        backfill_policy=training_mix.backfill_policy,
     )
     def trainer() -> None:
         """Materializes whenever it runs: only the blocking check can keep it out."""
