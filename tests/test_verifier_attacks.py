@@ -199,6 +199,27 @@ ATTACKS = {
         "bad_tests",
         "tests import `os`",
     ),
+    "tests_walk_generator_frames": (
+        WRONG,
+        "def peek():\n    yield probe.gi_frame.f_back\nprobe = peek()\nnext(probe)\n"
+        "assert add(2, 3) == 5\n",
+        "bad_tests",
+        "introspects frames",
+    ),
+    "tests_formatter_gadget": (
+        WRONG,
+        "import string\nfield = '0.' + '_' * 2 + 'globals' + '_' * 2\n"
+        "runner = string.Formatter().get_field(field, [add], {})\nassert add(2, 3) == 5\n",
+        "bad_tests",
+        "turns strings into objects",
+    ),
+    "tests_define_always_equal": (
+        WRONG,
+        "class Anything:\n    def __eq__(self, other):\n        return True\n"
+        "assert add(2, 3) == Anything()\n",
+        "bad_tests",
+        "tests define a class",
+    ),
     "tests_exit_first": (
         WRONG,
         "raise SystemExit(0)\nassert add(2, 3) == 5\n",

@@ -331,7 +331,33 @@ def prepare_tests(tests: str, functions: Sequence[str]) -> tuple[str | None, str
     return ast.unparse(tree), ""
 
 
+_REFLECTIVE_PREFIXES = ("f_", "tb_", "gi_", "cr_", "ag_", "co_")
+
+
 def _test_node_reason(node: ast.AST) -> str | None:
+    """Why test code is refused: it runs in the trusted runner, so it may only compute with
+    plain data and call the solution; nothing reflective, nothing that builds classes."""
+    if isinstance(node, ast.ClassDef):
+        return f"tests define a class (`{node.name}`)"
+    if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+        return f"tests assign the attribute `.{node.attr}`"
+    if isinstance(node, ast.Attribute) and (
+        node.attr.startswith(_REFLECTIVE_PREFIXES) or node.attr in DENIED_ATTRIBUTES
+    ):
+        return f"tests reach `.{node.attr}` ({DENIED_ATTRIBUTES.get(node.attr, FRAMES)})"
+    gadgets = [node.attr] if isinstance(node, ast.Attribute) else []
+    if isinstance(node, ast.ImportFrom):
+        gadgets = [alias.name for alias in node.names]
+    for name in gadgets:
+        if name in trusted_runner.GADGETS:
+            return f"tests reach `{name}`, which turns strings into objects"
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "type"
+        and len(node.args) + len(node.keywords) != 1
+    ):
+        return "tests build a class with type()"
     if isinstance(node, ast.Import | ast.ImportFrom):
         modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
         for module in modules:
@@ -412,6 +438,9 @@ def judge(result: SandboxResult, prepared: Prepared) -> CodeVerdict:
     """The verdict from the runner's nonce-tagged line and the sandbox's own outcome."""
     if result.verdict in ("timeout", "resource_limit", "sandbox_error"):
         return CodeVerdict(result.verdict, result.reason)
+    if result.verdict != "passed":  # the runner itself must have ended normally
+        detail = ": ".join(x for x in (result.exc_type, result.reason) if x)
+        return CodeVerdict("failed", f"the trusted runner did not finish ({detail})")
     report = _runner_report(result, prepared.nonce)
     if report is None:
         detail = ": ".join(x for x in (result.exc_type, result.reason) if x)
