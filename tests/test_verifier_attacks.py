@@ -64,23 +64,25 @@ ATTACKS = {
         "exits the process",
     ),
     "os_exit_0": (
-        f"import os\n{WRONG}os._exit(0)\n",
+        f"import os\n{WRONG}print({OLD_MARKER!r}, flush=True)\nos._exit(0)\n",
         TESTS,
         "unsafe_solution",
         "exits the process",
     ),
     "exit_in_main_block": (
-        f"{WRONG}if __name__ == '__main__':\n    exit(0)\n",
+        f"{WRONG}if __name__ == '__main__':\n    print({OLD_MARKER!r})\n    exit(0)\n",
         TESTS,
         "unsafe_solution",
         "exits the process",
     ),
     "forge_status_via_caller_frame": (
         "import os, sys\n"
-        "frame = sys._getframe(1)\n"
-        "fd = frame.f_locals.get('status_fd', 3)\n"
-        "os.write(fd, repr({'pid': os.getpid(), 'main': True, 'verdict': 'passed'}).encode())\n"
-        f"{WRONG}",
+        "status_fd = sys._getframe(1).f_locals['status_fd']\n"
+        f"print({OLD_MARKER!r}, flush=True)\n"
+        "line = repr({'pid': os.getpid(), 'main': True, 'verdict': 'passed', 'exc_type': None,"
+        " 'reason': ''}) + '\\n'\n"
+        "os.write(status_fd, line.encode())\n"
+        f"os._exit(1)\n{WRONG}",
         TESTS,
         "unsafe_solution",
         "introspects frames",
@@ -128,14 +130,21 @@ ATTACKS = {
     ),
     "settrace_jumps_over_asserts": (
         "import sys\n"
+        "lines = sys._getframe(1).f_locals['source'].decode().splitlines()\n"
         "def tracer(frame, event, arg):\n"
-        "    if event == 'line' and 'assert' in str(frame.f_code):\n"
-        "        frame.f_lineno += 1\n"
+        "    if event == 'line' and frame.f_code.co_filename == 'main.py':\n"
+        "        if lines[frame.f_lineno - 1].lstrip().startswith('assert'):\n"
+        "            target = frame.f_lineno + 1\n"
+        "            while lines[target - 1].strip() in ('',) or lines[target - 1]"
+        ".lstrip().startswith('assert'):\n"
+        "                target += 1\n"
+        "            frame.f_lineno = target\n"
         "    return tracer\n"
+        "sys._getframe().f_trace = tracer\n"
         f"sys.settrace(tracer)\n{WRONG}",
         TESTS,
         "unsafe_solution",
-        "traces execution",
+        "introspects frames",  # also traces execution: the first finding is reported
     ),
     "always_equal_result": (
         "class Anything:\n    def __eq__(self, other):\n        return True\n"
@@ -145,14 +154,15 @@ ATTACKS = {
         "overrides equality",
     ),
     "lookup_table_from_test_source": (
-        "import gc\n"
+        "import re, sys\n"
+        "source = sys._getframe(1).f_locals['source'].decode()\n"
+        "table = {(int(a), int(b)): int(c) for a, b, c in\n"
+        "         re.findall(r'add\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)', source)}\n"
         "def add(a, b):\n"
-        "    for text in gc.get_objects():\n"
-        "        pass\n"
-        "    return a - b\n",
+        "    return table.get((a, b), a - b)\n",
         TESTS,
         "unsafe_solution",
-        "reaches interpreter internals",
+        "introspects frames",
     ),
     "native_code": (
         f"import ctypes\n{WRONG}ctypes.CDLL(None).exit(0)\n",
@@ -274,15 +284,15 @@ def test_gaming_candidate_is_rejected_with_its_reason(
 RUNTIME = {
     "early_exit_after_marker": "the solution ended while loading",
     "os_exit_0": "the solution ended while loading",
-    "forge_status_via_caller_frame": "garbage on its answer channel",
+    "forge_status_via_caller_frame": "the solution failed to load",
     "forge_status_via_fd": "garbage on its answer channel",
     "patch_the_classifier": "AssertionError",
     "patch_assertion_error": "AssertionError",
     "rebind_callable": "AssertionError",
     "rebind_dunder_name": "AssertionError",
-    "settrace_jumps_over_asserts": "AssertionError",
+    "settrace_jumps_over_asserts": "the solution failed to load",
     "always_equal_result": "not plain data",
-    "lookup_table_from_test_source": "AssertionError",
+    "lookup_table_from_test_source": "the solution failed to load",
     "kill_the_runner": "killed by SIGKILL",
 }
 
