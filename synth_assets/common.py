@@ -73,9 +73,17 @@ def generation_metadata(
         "engine_requests": cached.stats.engine_calls,
         "generation_failures": failures["generation_failures"],
         "generation_failures_retryable": failures["generation_failures_retryable"],
+        "generation_failures_permanent": failures["generation_failures_permanent"],
         "generation_failures_by_reason": dg.MetadataValue.json(
             failures["generation_failures_by_reason"]
         ),
+        "generation_failures_by_class": dg.MetadataValue.json(
+            failures["generation_failures_by_class"]
+        ),
+        "invalid_answers": cached.stats.invalid_answers,
+        "invalid_cache_entries": cached.stats.cache_invalid,
+        "usage_estimated": cached.stats.usage_estimated,
+        "served_models": dg.MetadataValue.json(cached.stats.served_models),
         "model": f"{identity.backend}:{identity.model}@{identity.revision}",
         "smoke_model": identity.is_smoke_model,
     }

@@ -281,3 +281,116 @@ def test_one_batch_mixing_every_behaviour_keeps_the_good_answers(server, tmp_pat
         "nofinish",
         "trickle",
     }
+
+
+E2E_PLAN = (
+    "surrogate",
+    "nonstring",
+    "huge",
+    "gzipbomb",
+    "negtokens",
+    "hugetokens",
+    "inftokens",
+    "natokens",
+    "client400",
+    "othermodel",
+    "trickle",
+    "nofinish",
+    "deepjson",
+)
+E2E_FAILING = {"surrogate", "nonstring", "huge", "gzipbomb", "client400", "othermodel"} | {
+    "trickle",
+    "nofinish",
+    "deepjson",
+}
+REPHRASE_RUN = {"ops": {"rephrasings": {"config": {"max_seeds": 5, "max_tokens": 128}}}}
+
+
+def _text_seed_shard(data, shard: str, n: int) -> None:
+    """`n` text seed rows written as one shard of `text_seeds`, as the seeds asset would."""
+    from synth_assets.seeds import TEXT_SCHEMA
+    from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
+
+    rows = [
+        make_row(
+            stage="text_seeds",
+            payload={
+                "text": f"Passage {i}: the for statement iterates over a sequence.",
+                "title": f"t{i}",
+            },
+            ctx=RowContext("seeds"),
+            source=Source("pydoc", f"topics:{i}", "PSF-2.0"),
+        )
+        for i in range(n)
+    ]
+    (data / "text_seeds").mkdir(parents=True)
+    rows_to_frame(rows, TEXT_SCHEMA).write_parquet(data / "text_seeds" / f"{shard}.parquet")
+
+
+@pytest.mark.slow
+def test_materialization_against_a_hostile_server_writes_good_rows_and_failure_rows(
+    tmp_path, monkeypatch
+):
+    """`make run`-style: SYNTH_ENGINE=openai, every bad behaviour once, two runs."""
+    import dagster as dg
+
+    from resources.engine import GenerationEngine
+    from synth_assets.partitions import SEED_SHARDS
+    from synth_jobs.definitions import all_assets
+    from synth_jobs.profiles import local_resources
+    from tests.dagster_results import materialization_metadata
+
+    home, shard = tmp_path / "home", "ref-n64-00000"
+    _text_seed_shard(home / "data", shard, 5)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SEED_SHARDS, [shard])
+    with HostileServer(plan=E2E_PLAN, trickle_interval_s=0.05) as srv:
+        monkeypatch.setenv("SYNTH_ENGINE", "openai")
+        monkeypatch.setenv("SYNTH_MODEL", "test-model")
+        monkeypatch.setenv("SYNTH_OPENAI_BASE_URL", srv.url)
+        resources = local_resources(home)
+        engine = resources["engine"]
+        assert (engine.backend, engine.openai_base_url) == ("openai", srv.url)
+        resources["engine"] = GenerationEngine(  # the profile's engine, with test-sized limits
+            backend=engine.backend,
+            model=engine.model,
+            openai_base_url=engine.openai_base_url,
+            cache_dir=engine.cache_dir,
+            models_dir=engine.models_dir,
+            max_attempts=2,
+            request_timeout_s=0.5,
+            request_budget_s=2.0,
+        )
+
+        def materialize(selection: list[str], **kwargs) -> dg.ExecuteInProcessResult:
+            return dg.materialize(
+                all_assets, selection=selection, resources=resources, instance=instance, **kwargs
+            )
+
+        first = materialize(["rephrasings"], partition_key=shard, run_config=REPHRASE_RUN)
+        assert first.success
+        meta = materialization_metadata(first, "rephrasings")
+        assert meta["requests"] == 20 and meta["dagster/row_count"] == 20 - len(E2E_FAILING)
+        assert meta["generation_failures"] == len(E2E_FAILING)
+        assert meta["generation_failures_permanent"] == 1 and meta["usage_estimated"] == 4
+        assert meta["completion_tokens"] >= 0 and meta["cost_usd"] >= 0
+        rows = pl.read_parquet(home / "data" / "rephrasings" / f"{shard}.parquet")
+        assert set(rows.get_column("generator").struct.field("model")) == {"test-model"}
+        assert materialize(["generation_failures"]).success
+        failures = pl.read_parquet(home / "data" / "generation_failures.parquet")
+        assert failures.height == len(E2E_FAILING)
+        assert failures.filter(~pl.col("retryable")).get_column("error").to_list() == [
+            'ClientError: HTTP 400: {"error": {"message": "bad request"}}'
+        ]
+        assert set(srv.assigned.values()) == set(E2E_PLAN) | {"ok"}
+        by_behaviour = {b: p for p, b in srv.assigned.items()}
+
+        srv.reset()
+        second = materialize(["rephrasings"], partition_key=shard, run_config=REPHRASE_RUN)
+        assert second.success
+        again = materialization_metadata(second, "rephrasings")
+        resent = {srv.assigned[p] for p in srv.seen}
+        assert resent == E2E_FAILING - {"client400"}, "a re-run re-sends only transient failures"
+        assert srv.seen[by_behaviour["client400"]] == 0
+        assert again["cache_hits"] == 20 - len(resent)
+        assert again["dagster/row_count"] == meta["dagster/row_count"]

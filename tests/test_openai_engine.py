@@ -9,8 +9,10 @@ at the server, not inferred from the client.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -31,6 +33,7 @@ from synth_lib.engines.openai_engine import (
     OpenAIConfig,
     OpenAIEngine,
     TokenBucket,
+    backoff_delay,
     build_body,
     estimate_tokens,
     parse_retry_after,
@@ -57,6 +60,9 @@ class ChatServer:
         self.seen: Counter[str] = Counter()
         self.bodies: list[dict] = []
         self.headers: list[dict[str, str]] = []
+        self.arrivals: dict[str, list[float]] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.release = threading.Event()
         self.server = QuietServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(
@@ -76,6 +82,8 @@ class ChatServer:
         with self.lock:
             self.seen.clear()
             self.bodies.clear()
+            self.arrivals.clear()
+            self.max_in_flight = 0
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
@@ -103,6 +111,16 @@ class ChatServer:
                     count = owner.seen[prompt]
                     owner.bodies.append(body)
                     owner.headers.append(dict(self.headers))
+                    owner.arrivals.setdefault(prompt, []).append(time.monotonic())
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                try:
+                    self._answer(body, prompt, count)
+                finally:
+                    with owner.lock:
+                        owner.in_flight -= 1
+
+            def _answer(self, body: dict, prompt: str, count: int) -> None:
                 kind = prompt.split(":", 1)[0]
                 if owner.delay_s:
                     time.sleep(owner.delay_s)
@@ -114,6 +132,12 @@ class ChatServer:
                     return self._send(500, b'{"error": "boom"}')
                 if kind == "flaky429" and count == 1:
                     return self._send(429, b'{"error": "slow down"}', {"Retry-After": "1"})
+                if kind == "hour429" and count == 1:
+                    return self._send(429, b'{"error": "come back later"}', {"Retry-After": "3600"})
+                if kind == "always500":
+                    return self._send(500, b'{"error": "boom"}')
+                if kind == "slow":
+                    time.sleep(0.05)
                 if kind == "client400":
                     return self._send(400, b'{"error": "bad request"}')
                 if kind == "badjson":
@@ -274,6 +298,60 @@ def test_three_permanent_failures_in_a_hundred_and_a_rerun_sends_only_them(serve
         f"3% permanent failures: kept {len(kept)}, recorded failed {len(failed)}, re-run sent "
         f"{len(server.seen)} requests ({server.total} HTTP attempts)"
     )
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_backoff_is_exponential_full_jitter_capped_measured_at_the_server(server):
+    engine = make_engine(server.url, max_attempts=4, backoff_base_s=0.2, backoff_max_s=0.3)
+    [result] = engine.generate([req("always500:x")])
+    assert result.finish_reason == "error" and result.attempts == 4
+    rng = random.Random(0)  # the engine's seed: full jitter in [0, min(cap, base * 2**(n-1))]
+    expected = [rng.uniform(0.0, min(0.3, 0.2 * 2 ** (n - 1))) for n in (1, 2, 3)]
+    for gap, want in zip(_gaps(server.arrivals["always500:x"]), expected, strict=True):
+        assert want - 0.005 <= gap <= want + 0.1, (gap, want)
+
+
+def test_backoff_draws_spread_over_the_whole_window():
+    rng = random.Random(1)
+    draws = [backoff_delay(3, 0.5, 60.0, rng) for _ in range(2000)]
+    assert 0 <= min(draws) < 0.1 and 1.9 < max(draws) <= 2.0, "uniform in [0, 0.5 * 2**2]"
+    assert 0.9 < sum(draws) / len(draws) < 1.1
+    assert max(backoff_delay(30, 0.5, 60.0, rng) for _ in range(200)) <= 60.0
+
+
+def test_retry_after_is_capped_by_max_retry_after(server):
+    engine = make_engine(server.url, max_retry_after_s=0.3, request_budget_s=10)
+    [result] = engine.generate([req("hour429:x")])
+    assert result.ok and result.attempts == 2
+    [gap] = _gaps(server.arrivals["hour429:x"])
+    assert 0.29 <= gap < 0.8, f"Retry-After: 3600 capped at 0.3 s, waited {gap:.2f} s"
+
+
+def test_concurrency_bound_holds_at_the_server(server):
+    results = make_engine(server.url, max_concurrency=4).generate(
+        [req(f"slow:{i}", i) for i in range(24)]
+    )
+    assert all(r.ok for r in results)
+    assert server.max_in_flight == 4, f"{server.max_in_flight} requests in flight at once"
+
+
+def test_tokens_per_minute_limit_through_the_engine(server):
+    engine = make_engine(server.url, tokens_per_minute=600_000)  # 10k/s, a 10k bucket
+    requests = [
+        GenerationRequest(f"r{i}", f"ok:{i}", SamplingParams(max_tokens=2000)) for i in range(10)
+    ]
+    cost = estimate_tokens(requests[0])
+    assert cost == 2001
+    began = time.monotonic()
+    assert all(r.ok for r in engine.generate(requests))
+    arrivals = sorted(t - began for times in server.arrivals.values() for t in times)
+    for index, at in enumerate(arrivals):  # the (index+1)th request waits for its tokens
+        earliest = max(0.0, ((index + 1) * cost - 10_000) / 10_000)
+        assert at >= earliest - 0.01, (index, at, earliest)
+    assert arrivals[-1] >= 0.99
 
 
 def test_rate_limits_bucket_waits_for_refill():

@@ -89,6 +89,12 @@ class OpenAIConfig:
     served_model_policy: Literal["reject", "accept"] = "reject"
     served_model_aliases: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.served_model_policy not in ("reject", "accept"):
+            raise ValueError(
+                f"served_model_policy {self.served_model_policy!r}: choose 'reject' or 'accept'"
+            )
+
     def body_cap(self, max_tokens: int) -> int:
         """Bytes a response to `max_tokens` may hold (room for JSON escapes and logprobs)."""
         return self.body_base_bytes + max(0, max_tokens) * self.body_bytes_per_token
