@@ -21,6 +21,7 @@ from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import load_template
 from synth_lib.provenance.hashing import sha256_hex
 from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
+from synth_lib.reasoning.injection import addresses_judge, fence
 from synth_lib.reasoning.seeding import stable_seed
 
 STAGE = "debate_verdicts"
@@ -102,7 +103,10 @@ def run_debates(
     judge_sampling = judge_sampling or SamplingParams(temperature=0.0, max_tokens=16)
     sides = {"Proponent": "reasoning_debate_proponent", "Opponent": "reasoning_debate_opponent"}
     turns: list[list[tuple[str, int, str]]] = [[] for _ in items]
-    failed: list[str | None] = [None] * len(items)
+    # material that addresses the judge is an injection: rejected before any debate
+    failed: list[str | None] = [
+        "judge_injection" if addresses_judge(item.context) else None for item in items
+    ]
     for round_no in range(1, rounds + 1):
         for side, name in sides.items():
             template = load_template(name)
@@ -170,11 +174,11 @@ def _judge(
             ]
             prompt = template.render(
                 claim=item.claim,
-                context=item.context,
+                context=fence(item.context, "material"),
                 first_label=labels[0],
-                first_arguments=blocks[order[0]],
+                first_arguments=fence(blocks[order[0]], "arguments_1"),
                 second_label=labels[1],
-                second_arguments=blocks[order[1]],
+                second_arguments=fence(blocks[order[1]], "arguments_2"),
             )
             requests.append(
                 GenerationRequest(

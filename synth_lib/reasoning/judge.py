@@ -2,8 +2,11 @@
 
 LLM judges favour whichever response they read first, so every comparison is asked
 twice with the positions swapped and only a preference that survives the swap counts;
-ties and flips are dropped with the reason. The constitution is a versioned file whose
-hash, combined with the judge template's, goes into every judged row's provenance.
+ties and flips are dropped with the reason. Judges can also be talked to: a comparison
+with a response that addresses the judge is dropped unread (`judge_injection`), and the
+responses the judge reads are fenced in tags it is told to treat as data. The constitution
+is a versioned file whose hash, combined with the judge template's, goes into every judged
+row's provenance.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
 from synth_lib.prompts import Template, load_template
 from synth_lib.provenance.hashing import sha256_hex
 from synth_lib.provenance.schema import Generator, generator_for
+from synth_lib.reasoning.injection import addresses_judge, fence
 from synth_lib.reasoning.seeding import stable_seed
 
 Preference = Literal["A", "B", "tie"]
@@ -123,8 +127,10 @@ class Judge:
         sampling: SamplingParams | None = None,
         seed: int = 0,
         constitution: Template | None = None,
+        reject_injections: bool = True,
     ) -> None:
         self.engine = engine
+        self.reject_injections = reject_injections
         self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=32)
         self.seed = seed
         self.constitution = constitution or load_template(CONSTITUTION)
@@ -143,29 +149,47 @@ class Judge:
         template = self._bound(PAIRWISE_TEMPLATE)
         return generator_for(self.engine.identity, template, self.sampling, self.seed)
 
+    def _injection(self, comparison: Comparison) -> str | None:
+        if not self.reject_injections:
+            return None
+        for side, text in (("first", comparison.first), ("second", comparison.second)):
+            why = addresses_judge(text)
+            if why:
+                return f"{side} response {why}"
+        return None
+
     def compare(self, comparisons: Sequence[Comparison]) -> list[Judgement]:
-        """Judge every comparison twice (A/B then B/A) in one batch."""
+        """Judge every comparison twice (A/B then B/A) in one batch; a comparison with a
+        response that addresses the judge is dropped unread (reason `judge_injection`)."""
         template = load_template(PAIRWISE_TEMPLATE)
+        injected = {i: why for i, c in enumerate(comparisons) if (why := self._injection(c))}
+        asked = [i for i in range(len(comparisons)) if i not in injected]
         requests = []
-        for c in comparisons:
+        for c in (comparisons[i] for i in asked):
             for tag, a, b in (("ab", c.first, c.second), ("ba", c.second, c.first)):
                 prompt = template.render(
-                    constitution=self.constitution.text, prompt=c.prompt, response_a=a, response_b=b
+                    constitution=self.constitution.text,
+                    prompt=c.prompt,
+                    response_a=fence(a, "response_a"),
+                    response_b=fence(b, "response_b"),
                 )
                 requests.append(
                     GenerationRequest(
                         f"{c.key}:{tag}", prompt, self.sampling, stable_seed(self.seed, c.key)
                     )
                 )
-        results = self.engine.generate(requests)
-        out = []
-        for i, c in enumerate(comparisons):
-            fwd, bwd = results[2 * i], results[2 * i + 1]
+        results = self.engine.generate(requests) if requests else []
+        out = {
+            i: Judgement(comparisons[i].key, None, "judge_injection", None, None, why, "")
+            for i, why in injected.items()
+        }
+        for n, i in enumerate(asked):
+            c, fwd, bwd = comparisons[i], results[2 * n], results[2 * n + 1]
             forward = parse_preference(fwd.text) if fwd.ok else None
             backward = parse_preference(bwd.text) if bwd.ok else None
             winner, reason = decide(forward, backward)
-            out.append(Judgement(c.key, winner, reason, forward, backward, fwd.text, bwd.text))
-        return out
+            out[i] = Judgement(c.key, winner, reason, forward, backward, fwd.text, bwd.text)
+        return [out[i] for i in range(len(comparisons))]
 
     def score(self, items: Sequence[tuple[str, str, str]]) -> list[float | None]:
         """Pointwise 1-10 scores for (key, prompt, response) items; None where unreadable."""
