@@ -39,8 +39,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.installed
 	cp dagster.yaml $@
 	$(VENV)/bin/dagster instance migrate
 
+# The first shard of each built-in source (SYNTH_RUN_SHARDS=all: every shard), one run per
+# shard, then curation over every materialized shard; dead runs' pool slots are freed first.
 run: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster job execute -m synth_jobs.definitions -j synth_all
+	$(PY) -m synth_jobs.local_run
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15

@@ -85,6 +85,13 @@ class LocalFolder:
             return None
         return _peek(location, column)
 
+    def exists(self, location: str) -> bool:
+        return Path(location).is_file()
+
+    def scan(self, location: str) -> pl.LazyFrame:
+        """A lazy reader: nothing is loaded until the caller collects what it needs."""
+        return pl.scan_parquet(location)
+
 
 @dataclass(frozen=True)
 class S3Prefix:
@@ -129,6 +136,20 @@ class S3Prefix:
         """One GET of the whole object (no range reads through boto3's plain client)."""
         body = self._get(location)
         return None if body is None else _peek(io.BytesIO(body), column)
+
+    def exists(self, location: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(location))
+        except self.client.exceptions.ClientError:
+            return False
+        return True
+
+    def scan(self, location: str) -> pl.LazyFrame:
+        """The object fetched once, then read lazily (column and row pruning in memory)."""
+        body = self._get(location)
+        if body is None:
+            raise FileNotFoundError(location)
+        return pl.read_parquet(io.BytesIO(body)).lazy()
 
 
 def open_store(base_dir: str, s3: S3Storage | None) -> LocalFolder | S3Prefix:

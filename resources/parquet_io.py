@@ -1,5 +1,10 @@
 """Polars DataFrames as Parquet files or S3 objects, one per asset (and partition), atomically.
 
+A partitioned asset (a seed shard) is one file per shard. A downstream asset that reads
+every shard of it at once gets, by its input's type annotation, a `dict[str, pl.LazyFrame]`
+(shard key → lazy scan, for incremental steps), a `pl.LazyFrame` over all of them, or a
+`pl.DataFrame`; only shards that have been materialized are read.
+
 Every materialization path (dg.materialize, `dagster job execute`, UI launches) ends in
 `handle_output`, so this is where each written asset is reported: OpenLineage START and
 COMPLETE events and the MLflow run of the Dagster run. Reporting never fails a
@@ -95,7 +100,11 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(path)})
         context.add_output_metadata(self._report(context, obj, path, size, started))
 
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame | dict:
+        if context.has_asset_partitions and (
+            _wants_shards(context) or len(context.asset_partition_keys) != 1
+        ):
+            return self._load_partitions(context)
         path = self._path(context)
         try:
             return self._where.read(path)
@@ -104,6 +113,19 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
                 f"{path}: upstream asset {context.asset_key.to_user_string()} has not been "
                 "materialized yet"
             ) from None
+
+    def _load_partitions(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame | dict:
+        """Every materialized shard of a partitioned upstream, scanned lazily."""
+        scans = {}
+        for key in sorted(context.asset_partition_keys):
+            path = self._key_path(context.asset_key, key)
+            if self._where.exists(path):
+                scans[key] = self._where.scan(path)
+        wanted = context.dagster_type.typing_type
+        if _is_dict(wanted):
+            return scans
+        lazy = pl.concat(list(scans.values()), how="diagonal_relaxed") if scans else pl.LazyFrame()
+        return lazy if wanted is pl.LazyFrame else lazy.collect()
 
     def _report(
         self,
@@ -206,8 +228,11 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     def _input_snapshots(self, context: dg.OutputContext) -> list[InputSnapshot]:
         """Upstream assets as this IO manager stores them: schema and ids when readable."""
         snapshots = []
+        partition = context.asset_partition_key if context.has_asset_partitions else None
         for dep in context.asset_spec.deps:
-            path = self._key_path(dep.asset_key)
+            path = self._key_path(dep.asset_key, partition)
+            if partition and not self._where.exists(path):
+                path = self._key_path(dep.asset_key)
             peek = self._where.peek(path, "id")
             if peek is None:
                 snapshots.append(InputSnapshot(path.removesuffix(".parquet")))
@@ -268,6 +293,16 @@ def lineage_failure_hook(context: dg.HookContext) -> None:
     report = getattr(context.resources.io_manager, "report_failure", None)
     if report is not None:
         report(context)
+
+
+def _is_dict(annotation: Any) -> bool:
+    return annotation is dict or getattr(annotation, "__origin__", None) is dict
+
+
+def _wants_shards(context: dg.InputContext) -> bool:
+    """An input annotated as shard scans (dict) or one lazy scan reads every shard."""
+    wanted = context.dagster_type.typing_type
+    return _is_dict(wanted) or wanted is pl.LazyFrame
 
 
 def _plain_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Before anything starts, runs whose process has died are marked failed and their pool slots
 freed (`synth_jobs.dead_runs`), so a run killed with SIGKILL never blocks the next one.
 Then the built-in shards (and any files under SYNTH_SEED_DIR) are registered, each chosen
-shard runs as its own `synth_shards` run (the multiprocess executor, as `dagster job
-execute` would), and `synth_curation` runs over every materialized shard.
+shard runs as its own `synth_shards` run (in one process by default, so the model loads
+once per shard; `--executor multiprocess` gives a process per step), and `synth_curation`
+runs over every materialized shard.
 
     python -m synth_jobs.local_run                 # first shard of each built-in source
     python -m synth_jobs.local_run --shards all    # every registered shard
@@ -49,10 +50,11 @@ def choose_shards(instance: dg.DagsterInstance, spec: str) -> list[str]:
     return default_shards(catalogue) + from_files
 
 
-def _execute(instance: dg.DagsterInstance, job: str, tags: dict[str, str]) -> bool:
+def _execute(instance: dg.DagsterInstance, job: str, tags: dict[str, str], executor: str) -> bool:
     began = time.perf_counter()
     tags = {HOST_TAG: this_host(), **tags}
-    with dg.execute_job(_job(job), instance=instance, tags=tags) as result:
+    run_config = {"execution": {"config": {executor: {}}}}
+    with dg.execute_job(_job(job), instance=instance, tags=tags, run_config=run_config) as result:
         ok = result.success
     label = tags.get("dagster/partition", "all shards")
     print(f"{job} [{label}]: {'ok' if ok else 'FAILED'} in {time.perf_counter() - began:.1f}s")
@@ -66,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("SYNTH_RUN_SHARDS", ""),
         help="'all', a comma-separated list, or empty for the default shards",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("in_process", "multiprocess"),
+        default=os.environ.get("SYNTH_LOCAL_EXECUTOR", "in_process"),
+        help="in_process (default: one process per shard run, the model loaded once) or "
+        "multiprocess (a process per step)",
+    )
     parser.add_argument("--no-curation", action="store_true", help="Skip synth_curation.")
     args = parser.parse_args(argv)
     with dg.DagsterInstance.get() as instance:
@@ -73,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"freed run {freed.run_id} (process gone): {freed.reason}")
         shards = choose_shards(instance, args.shards)
         print(f"{len(shards)} shards: {', '.join(shards)}")
-        failed = [s for s in shards if not _execute(instance, SHARD_JOB, {"dagster/partition": s})]
-        if not args.no_curation and not _execute(instance, CURATION_JOB, {}):
+        failed = [
+            s
+            for s in shards
+            if not _execute(instance, SHARD_JOB, {"dagster/partition": s}, args.executor)
+        ]
+        if not args.no_curation and not _execute(instance, CURATION_JOB, {}, args.executor):
             failed.append(CURATION_JOB)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -171,6 +171,19 @@ def curate_mix(
     empty = with_verdict(frame.filter(blank), "has_text", False, None, [NO_TEXT] * blank.sum())
     frame, leaked, matches = decontaminate(frame.filter(~blank), index)
     frame, duplicates, dedup = near_duplicates(frame, settings.dedup)
+    return anchor_and_measure(frame, settings, empty, leaked, duplicates, matches, dedup)
+
+
+def anchor_and_measure(
+    frame: pl.DataFrame,
+    settings: CurationSettings,
+    empty: pl.DataFrame,
+    leaked: pl.DataFrame,
+    duplicates: pl.DataFrame,
+    matches: list[Match | None],
+    dedup: DedupResult,
+) -> CurationOutcome:
+    """The last steps over the deduplicated rows: anchor window, drift metrics, the outcome."""
     synthetic = frame.get_column("is_synthetic").fill_null(True)
     anchored = synthetic & frame.get_column("stage").is_in(list(settings.anchored_stages))
     humans, others = frame.filter(~synthetic), frame.filter(synthetic & ~anchored)

@@ -85,3 +85,10 @@ def count_records(path: Path) -> int:
         return pq.ParquetFile(path).metadata.num_rows
     data = path.read_bytes()
     return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+
+
+def benchmark_dir_files(root: str) -> list[str]:
+    """Local paths of the benchmark files under `root` (a folder or s3:// prefix; "": none)."""
+    if not root:
+        return []
+    return [str(local_copy(root, f.name)) for f in list_seed_files(root)]

@@ -1,0 +1,122 @@
+"""Seed shards: keys, the seed-folder sensor, the stale-shard schedule, finding a row's shards."""
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from synth_assets.partitions import SEED_SHARDS, seed_shards
+from synth_jobs.automation import new_benchmark_files, new_seed_files, stale_shards
+from synth_jobs.definitions import defs
+from synth_lib.seeds import sharding
+from synth_lib.seeds.sharding import ShardKey, ShardKeyError, default_shards, shards_containing
+
+
+def test_shard_keys_round_trip_and_say_where_they_come_from():
+    key = ShardKey.parse("gsm8k-n64-00003")
+    assert (key.origin, key.size, key.index) == ("gsm8k", 64, 3)
+    assert str(key) == "gsm8k-n64-00003"
+    assert key.lines == range(193, 257) and key.rows == range(192, 256)
+    origin = sharding.file_origin("notes/My Seeds.jsonl")
+    assert origin.startswith("file_my_seeds_jsonl_") and origin == sharding.file_origin(
+        "notes/My Seeds.jsonl"
+    )
+    assert origin != sharding.file_origin("other/My Seeds.jsonl"), "the digest tells files apart"
+    with pytest.raises(ShardKeyError, match="not a shard key"):
+        ShardKey.parse("ref-0")
+    assert sharding.shard_keys("ref", 130, 64) == [
+        "ref-n64-00000",
+        "ref-n64-00001",
+        "ref-n64-00002",
+    ]
+    keys = ["rgym-n1-00000", "ref-n64-00001", "ref-n64-00000", "file_x_1a2b3c4d-n64-00000"]
+    assert default_shards(keys) == ["ref-n64-00000", "rgym-n1-00000"]
+
+
+def _tick(instance, sensor, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    return sensor(context)
+
+
+def test_new_seed_files_adds_shards_and_requests_runs_only_for_new_ones(tmp_path, monkeypatch):
+    seed_dir = tmp_path / "seeds"
+    seed_dir.mkdir()
+    rows = [json.dumps({"text": f"passage {i}"}) for i in range(150)]
+    (seed_dir / "notes.jsonl").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("SYNTH_SEED_DIR", str(seed_dir))
+    monkeypatch.setenv("SYNTH_GSM8K_PATH", "")
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = _tick(instance, new_seed_files)
+    (added,) = first.dynamic_partitions_requests
+    file_keys = sharding.file_shard_keys("notes.jsonl", 150, 64)
+    assert len(file_keys) == 3
+    assert "ref-n64-00000" in added.partition_keys and "rgym-n1-00000" in added.partition_keys
+    assert set(file_keys) <= set(added.partition_keys)
+    assert [r.partition_key for r in first.run_requests] == file_keys, "built-ins are not run"
+    instance.add_dynamic_partitions(SEED_SHARDS, list(added.partition_keys))
+
+    quiet = _tick(instance, new_seed_files, first.cursor)
+    assert not quiet.run_requests and not quiet.dynamic_partitions_requests
+
+    more = rows + [json.dumps({"text": f"passage {i}"}) for i in range(150, 200)]
+    (seed_dir / "notes.jsonl").write_text("\n".join(more) + "\n")
+    pl.DataFrame({"question": ["1+1?"], "answer": ["#### 2"]}).write_parquet(
+        seed_dir / "math.parquet"
+    )
+    grown = _tick(instance, new_seed_files, quiet.cursor)
+    new_keys = [r.partition_key for r in grown.run_requests]
+    assert new_keys == [
+        sharding.file_shard_keys("math.parquet", 1, 64)[0],
+        sharding.file_shard_keys("notes.jsonl", 200, 64)[3],
+    ]
+    assert list(grown.dynamic_partitions_requests[0].partition_keys) == new_keys
+
+
+def test_new_benchmark_files_requests_curation_once_per_change(tmp_path, monkeypatch):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    monkeypatch.setenv("SYNTH_BENCHMARK_DIR", str(bench))
+    instance = dg.DagsterInstance.ephemeral()
+    (bench / "mmlu.jsonl").write_text(json.dumps({"question": "q"}) + "\n")
+    first = _tick(instance, new_benchmark_files)
+    assert len(first.run_requests) == 1
+    assert isinstance(_tick(instance, new_benchmark_files, first.cursor), dg.SkipReason)
+
+
+@dg.asset(partitions_def=seed_shards)
+def leaf(context: dg.AssetExecutionContext) -> None:
+    if context.partition_key == "ref-n64-00001":
+        raise RuntimeError("this shard fails")
+
+
+def test_stale_shards_are_the_missing_and_the_failed_only():
+    instance = dg.DagsterInstance.ephemeral()
+    keys = ["ref-n64-00000", "ref-n64-00001", "ref-n64-00002"]
+    instance.add_dynamic_partitions(SEED_SHARDS, keys)
+    for key in keys[:2]:
+        dg.materialize([leaf], partition_key=key, instance=instance, raise_on_error=False)
+    assert stale_shards(instance, dg.AssetKey("leaf")) == ["ref-n64-00001", "ref-n64-00002"]
+
+
+def test_shards_containing_finds_rows_and_descendants(tmp_path):
+    for asset, shard, ids, roots in (
+        ("text_seeds", "ref-n64-00000", ["s1", "s2"], [["s1"], ["s2"]]),
+        ("text_seeds", "ref-n64-00001", ["s3"], [["s3"]]),
+        ("rephrasings", "ref-n64-00001", ["r3"], [["s3"]]),
+    ):
+        (tmp_path / asset).mkdir(exist_ok=True)
+        pl.DataFrame({"id": ids, "root_seed_ids": roots}).write_parquet(
+            tmp_path / asset / f"{shard}.parquet"
+        )
+    assert shards_containing(tmp_path, ["s2", "r3", "nope"]) == {
+        "s2": [("text_seeds", "ref-n64-00000")],
+        "r3": [("rephrasings", "ref-n64-00001")],
+        "nope": [],
+    }
+    by_seed = shards_containing(tmp_path, ["s3"], column="root_seed_ids")
+    assert sorted(by_seed["s3"]) == [
+        ("rephrasings", "ref-n64-00001"),
+        ("text_seeds", "ref-n64-00001"),
+    ]
