@@ -113,3 +113,12 @@ def test_only_engines_with_logits_processors_watermark():
 
     with pytest.raises(ValueError, match="cannot watermark"):
         watermark_engine(ScriptedEngine(lambda r: "x"), SPEC)
+
+
+def test_vllm_request_function_matches_the_transformers_processor():
+    from synth_lib.mix.watermark_vllm import request_processor
+
+    logits = torch.randn(300)
+    expected = GreenListLogitsProcessor(SPEC)(torch.tensor([[4, 8, 15]]), logits[None])[0]
+    assert torch.equal(request_processor(SPEC)([4, 8], [15], logits), expected)
+    assert torch.equal(request_processor(SPEC)([4, 8, 15], [], logits), expected)
