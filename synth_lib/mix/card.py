@@ -55,7 +55,9 @@ def card_facts(configs: Mapping[str, pl.DataFrame], curation: Mapping[str, Any])
         "total_rows": rows.height,
         "configs": {name: f.height for name, f in configs.items()},
         "by_stage": _counts(rows, pl.col("stage")),
-        "by_source": _counts(rows, pl.col("source").struct.field("dataset")),
+        "by_source": _counts(
+            rows.filter(pl.col("source").is_not_null()), pl.col("source").struct.field("dataset")
+        ),
         "models": _counts(generated, model),
         "templates": _counts(generated, template),
         "licences": licences,
@@ -109,7 +111,7 @@ def render_card(facts: Mapping[str, Any], name: str = "synth mix") -> str:
         "`source`, `generator`, `verdicts`) beside the trainer's columns.\n",
         _section("Configs", counts_table(facts["configs"], "config")),
         _section("Composition by stage", counts_table(facts["by_stage"], "stage")),
-        _section("Composition by source", counts_table(facts["by_source"], "source dataset")),
+        _section("Human rows by source", counts_table(facts["by_source"], "source dataset")),
         _section("Generator models (name@revision)", counts_table(facts["models"], "model")),
         _section("Prompt templates (name@hash)", counts_table(facts["templates"], "template")),
         _section("Licences", counts_table(facts["licences"], "licence")),
