@@ -86,6 +86,11 @@ class OpenAIConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)
     body_base_bytes: int = 64 * 1024
     body_bytes_per_token: int = 1024
+    # An answer naming another model than `model` (not an alias, not a dated snapshot):
+    # "reject" makes it a retryable failure, so no row can claim the wrong model; "accept"
+    # keeps it with `served_model` recorded on the result, in the cache, in failure rows
+    # and in the stage's `served_models` metadata (row `generator` records still name the
+    # configured model: use it only for a gateway whose aliases you cannot list).
     served_model_policy: Literal["reject", "accept"] = "reject"
     served_model_aliases: tuple[str, ...] = ()
 
