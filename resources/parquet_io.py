@@ -104,8 +104,13 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions and (
             _wants_shards(context) or len(context.asset_partition_keys) != 1
         ):
-            return self._load_partitions(context)
-        path = self._path(context)
+            run_shard = _run_partition(context)
+            if _wants_shards(context) or run_shard not in context.asset_partition_keys:
+                return self._load_partitions(context)
+            # an asset check of a shard run: its shard only, not every shard of the asset
+            path = self._key_path(context.asset_key, run_shard)
+        else:
+            path = self._path(context)
         try:
             return self._where.read(path)
         except FileNotFoundError:
@@ -293,6 +298,14 @@ def lineage_failure_hook(context: dg.HookContext) -> None:
     report = getattr(context.resources.io_manager, "report_failure", None)
     if report is not None:
         report(context)
+
+
+def _run_partition(context: dg.InputContext) -> str | None:
+    """The partition of the run this input is loaded in (None outside a one-partition run)."""
+    try:
+        return context.step_context.dagster_run.tags.get("dagster/partition")
+    except Exception:
+        return None
 
 
 def _is_dict(annotation: Any) -> bool:

@@ -34,3 +34,11 @@ def materialize_shard(
 def shard_file(data_dir: Path, asset: str, shard: str = REF) -> Path:
     """Where the IO manager keeps one shard of an asset."""
     return Path(data_dir) / asset / f"{shard}.parquet"
+
+
+def write_shard(frame, data_dir: Path, asset: str, shard: str = REF) -> Path:
+    """Write a test input where the IO manager reads that asset's shard."""
+    path = shard_file(data_dir, asset, shard)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path)
+    return path

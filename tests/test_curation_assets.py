@@ -11,9 +11,11 @@ import pytest
 from resources.parquet_io import PolarsParquetIOManager
 from resources.storage import SynthStorage
 from synth_assets import curation
+from synth_assets.partitions import seed_shards
 from synth_lib.curation.decontam import humaneval_items
 from synth_lib.mix.shards import to_mix_schema
 from synth_lib.provenance.schema import Generator, RowContext, Source, make_row, rows_to_frame
+from tests.shards import REF, materialize_shard
 
 CHECKS = [
     curation.decontaminated_mix_no_benchmark_leak,
@@ -65,12 +67,23 @@ def _mix(gsm8k_questions: list[str]) -> pl.DataFrame:
     return to_mix_schema(rows_to_frame(rows, {"text": pl.Utf8}), "text")
 
 
-def _stub(name: str, frame: pl.DataFrame, metadata: dict | None = None) -> dg.AssetsDefinition:
-    @dg.asset(name=name)
+def _stub(
+    name: str, frame: pl.DataFrame, metadata: dict | None = None, partitions_def=None
+) -> dg.AssetsDefinition:
+    @dg.asset(name=name, partitions_def=partitions_def)
     def stub() -> dg.MaterializeResult:
         return dg.MaterializeResult(value=frame, metadata=metadata or {})
 
     return stub
+
+
+def _mix_shards(mix: pl.DataFrame, instance: dg.DagsterInstance, tmp_path: Path):
+    """The mix as two materialized shards of training_mix; curation reads every shard."""
+    half = mix.height // 2
+    for shard, part in ((REF, mix.head(half)), (REF.replace("00000", "00001"), mix.tail(-half))):
+        stub = _stub("training_mix", part, partitions_def=seed_shards)
+        assert materialize_shard([stub], shard, instance, resources=_resources(tmp_path)).success
+    return stub.to_source_assets()[0]
 
 
 def _resources(tmp_path: Path) -> dict:
@@ -83,11 +96,12 @@ def _resources(tmp_path: Path) -> dict:
 def test_planted_items_are_removed_and_every_check_passes(tmp_path, gsm8k_test, gsm8k_questions):
     mix = _mix(gsm8k_questions)
     config = {"benchmark_paths": [str(gsm8k_test)], "humaneval": True}
+    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [_stub("training_mix", mix), curation.decontaminated_mix, *CHECKS],
+        [_mix_shards(mix, instance, tmp_path), curation.decontaminated_mix, *CHECKS],
         resources=_resources(tmp_path),
         run_config={"ops": {"decontaminated_mix": {"config": config}}},
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
     )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -216,10 +230,11 @@ def _curation_mix() -> tuple[pl.DataFrame, dict[str, str]]:
 
 def test_dedup_and_anchor_window_drops_carry_their_reasons_and_counts(tmp_path):
     mix, ids = _curation_mix()
+    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [_stub("training_mix", mix), curation.decontaminated_mix],
+        [_mix_shards(mix, instance, tmp_path), curation.decontaminated_mix],
         resources=_resources(tmp_path),
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
     )
     assert result.success
     metadata = result.asset_materializations_for_node("decontaminated_mix")[0].metadata

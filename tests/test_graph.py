@@ -9,33 +9,53 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from synth_jobs.definitions import all_assets, all_checks, defs
+from synth_jobs.definitions import CROSS_SHARD, all_assets, all_checks, defs, synth_shards
 from synth_jobs.profiles import local_resources
 from tests import environment
 from tests.dagster_results import materialization_metadata
+from tests.shards import materialize_shard, shard_file
 
 pytestmark = pytest.mark.slow
 
-RUN_CONFIG = {
-    "ops": {
-        "seeds": {"config": {"max_math_seeds": 200}},
-        "rephrasings": {"config": {"max_seeds": 6, "max_tokens": 96}},
-    }
-}
+RUN_CONFIG = {"ops": {"rephrasings": {"config": {"max_seeds": 6, "max_tokens": 96}}}}
+TEXT, CODE, MATH = "ref-n400-00000", "stdlib-n64-00000", "gsm8k-n200-00000"
+SHARDS = [TEXT, CODE, MATH, "rgym-n1-00000"]
 
 
-def _materialize(home, selection=None, gsm8k=None):
+def _materialize(home, selection=None, gsm8k=None, shards=SHARDS, instance=None):
+    """One run per shard, then (whole graph only) the cross-shard run: {shard or "all": result}."""
     config = json.loads(json.dumps(RUN_CONFIG))
     if gsm8k:
-        config["ops"]["seeds"]["config"]["gsm8k_path"] = str(gsm8k)
-    return dg.materialize(
-        [*all_assets, *all_checks],
-        selection=selection,
-        resources=local_resources(home),
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config=config
-        if selection is None or "seeds" in str(selection)
-        else {"ops": {k: v for k, v in config["ops"].items() if k != "seeds"}},
+        config["ops"]["seeds"] = {"config": {"gsm8k_path": str(gsm8k)}}
+    instance = instance or dg.DagsterInstance.ephemeral()
+    sharded = [*all_assets, *all_checks]
+    results = {
+        shard: materialize_shard(
+            sharded,
+            shard,
+            instance,
+            selection=selection or synth_shards.selection,
+            resources=local_resources(home),
+            run_config=config
+            if selection is None or "seeds" in str(selection)
+            else {"ops": {k: v for k, v in config["ops"].items() if k != "seeds"}},
+        )
+        for shard in shards
+    }
+    if selection is None:
+        results["all"] = dg.materialize(
+            sharded,
+            selection=CROSS_SHARD,
+            resources=local_resources(home),
+            instance=instance,
+        )
+    return results
+
+
+def _shards(home, asset):
+    return pl.concat(
+        [pl.read_parquet(p) for p in sorted((home / "data" / asset).glob("*.parquet"))],
+        how="diagonal_relaxed",
     )
 
 
@@ -44,16 +64,22 @@ def graph(tmp_path_factory, smoke_models_dir):
     os.environ["SYNTH_MODELS_DIR"] = str(smoke_models_dir)
     home = tmp_path_factory.mktemp("graph")
     gsm8k = os.environ.get("SYNTH_GSM8K_PATH") or None
-    result = _materialize(home, gsm8k=gsm8k)
-    return home, result, gsm8k
+    results = _materialize(home, gsm8k=gsm8k)
+    return home, results, gsm8k
 
 
 def test_definitions_load_and_validate():
     dg.Definitions.validate_loadable(defs)
-    job = defs.resolve_job_def("synth_all")
+    job = defs.resolve_job_def("synth_shards")
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert {"text_seeds", "code_seeds", "math_seeds", "rephrasings", "training_mix"} <= keys
-    assert defs.resolve_schedule_def("synth_all_daily").default_status.value == "STOPPED"
+    assert job.partitions_def.name == "seed_shards"
+    curation = defs.resolve_job_def("synth_curation")
+    assert "decontaminated_mix" in {
+        k.to_user_string() for k in curation.asset_layer.executable_asset_keys
+    }
+    assert defs.resolve_schedule_def("stale_shards_backfill").default_status.value == "STOPPED"
+    assert defs.resolve_sensor_def("new_seed_files").default_status.value == "STOPPED"
 
 
 def test_generating_assets_take_a_gpu_slot_and_retry_with_jitter():
@@ -72,10 +98,11 @@ def test_generating_assets_take_a_gpu_slot_and_retry_with_jitter():
 
 
 def test_whole_graph_materializes(graph):
-    home, result, _ = graph
-    assert result.success
+    home, results, _ = graph
+    assert all(r.success for r in results.values())
+    result = results[TEXT]
     assert materialization_metadata(result, "text_seeds")["dagster/row_count"] > 300
-    assert materialization_metadata(result, "code_seeds")["dagster/row_count"] > 50
+    assert materialization_metadata(results[CODE], "code_seeds")["dagster/row_count"] > 50
     rephrase_meta = materialization_metadata(result, "rephrasings")
     assert rephrase_meta["dagster/row_count"] + rephrase_meta["generation_failures"] == 24
     assert rephrase_meta["engine_requests"] == 24 and rephrase_meta["smoke_model"] is True
@@ -86,7 +113,7 @@ def test_whole_graph_materializes(graph):
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["training_mix_provenance_complete"].passed
     assert checks["training_mix_shards_verified"].passed
-    mix = pl.read_parquet(home / "data" / "training_mix.parquet")
+    mix = pl.read_parquet(shard_file(home / "data", "training_mix", TEXT))
     smoke_rows = mix.filter(pl.col("generator").struct.field("is_smoke_model").fill_null(False))
     # counted on the written rows, a warning only (test_mix shows it firing on smoke rows)
     smoke_check = checks["training_mix_not_smoke_model"]
@@ -95,19 +122,19 @@ def test_whole_graph_materializes(graph):
 
 
 def test_math_seeds_come_from_gsm8k(graph):
-    _, result, gsm8k = graph
+    _, results, gsm8k = graph
     if not gsm8k:
         environment.missing("gsm8k", "SYNTH_GSM8K_PATH is not set: the graph ran without math")
-    assert materialization_metadata(result, "math_seeds")["dagster/row_count"] == 200
+    assert materialization_metadata(results[MATH], "math_seeds")["dagster/row_count"] == 200
 
 
 def test_rerun_is_all_cache_hits_and_ids_are_stable(graph):
     home, _, _ = graph
-    before = pl.read_parquet(home / "data" / "rephrasings.parquet")
-    again = _materialize(home, selection=["rephrasings"])
-    meta = materialization_metadata(again, "rephrasings")
+    before = pl.read_parquet(shard_file(home / "data", "rephrasings", TEXT))
+    again = _materialize(home, selection=["rephrasings"], shards=[TEXT])
+    meta = materialization_metadata(again[TEXT], "rephrasings")
     assert meta["engine_requests"] == 0 and meta["cache_hits"] == 24
-    after = pl.read_parquet(home / "data" / "rephrasings.parquet")
+    after = pl.read_parquet(shard_file(home / "data", "rephrasings", TEXT))
     assert before.height > 0, "the smoke model should complete some rephrasings"
     assert before["id"].to_list() == after["id"].to_list()
     assert before["run_id"][0] != after["run_id"][0]
@@ -115,18 +142,21 @@ def test_rerun_is_all_cache_hits_and_ids_are_stable(graph):
 
 def test_ids_identical_across_independent_homes(graph, tmp_path):
     home, _, gsm8k = graph
-    result = _materialize(tmp_path / "second", gsm8k=gsm8k)
-    assert result.success
+    results = _materialize(tmp_path / "second", gsm8k=gsm8k)
+    assert all(r.success for r in results.values())
     for name in ("text_seeds", "code_seeds", "math_seeds", "rephrasings", "training_mix"):
-        first = pl.read_parquet(home / "data" / f"{name}.parquet")["id"].sort().to_list()
-        second = pl.read_parquet(tmp_path / "second" / "data" / f"{name}.parquet")["id"]
+        first = _shards(home, name)["id"].sort().to_list()
+        second = _shards(tmp_path / "second", name)["id"]
         assert first == second.sort().to_list(), name
+    first = pl.read_parquet(home / "data" / "decontaminated_mix.parquet")["id"].sort()
+    second = pl.read_parquet(tmp_path / "second" / "data" / "decontaminated_mix.parquet")["id"]
+    assert first.to_list() == second.sort().to_list()
 
 
 def test_lineage_cli_ends_at_seeds(graph):
     home, _, _ = graph
-    mix = pl.read_parquet(home / "data" / "training_mix.parquet")
-    rephrased = pl.read_parquet(home / "data" / "rephrasings.parquet")
+    mix = _shards(home, "training_mix")
+    rephrased = pl.read_parquet(shard_file(home / "data", "rephrasings", TEXT))
     row_ids = mix["id"].head(3).to_list() + rephrased["id"].head(1).to_list()
     for row_id in row_ids:
         out = subprocess.run(

@@ -16,6 +16,7 @@ from synth_lib.engines.base import GenerationRequest
 from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.reasoning.tasks import reasoning_gym_rows
 from tests.scripted_engine import ScriptedEngine
+from tests.shards import RGYM, materialize_shard, shard_file, write_shard
 
 CTX = RowContext("upstream")
 TASKS = {"tasks": ["chain_sum", "leg_counting"], "difficulties": ["easy"], "per_cell": 2}
@@ -96,13 +97,13 @@ def run(tmp_path_factory):
         parents=[text],
     )  # fmt: skip
     rewrite.update(accepted=True, prompt_tokens=1, completion_tokens=1)
-    rows_to_frame([text], seeds.TEXT_SCHEMA).write_parquet(data / "text_seeds.parquet")
-    rows_to_frame(MATH, seeds.MATH_SCHEMA).write_parquet(data / "math_seeds.parquet")
-    rows_to_frame([rewrite], text_assets.PAYLOAD_SCHEMA).write_parquet(data / "rephrasings.parquet")
+    write_shard(rows_to_frame([text], seeds.TEXT_SCHEMA), data, "text_seeds", RGYM)
+    write_shard(rows_to_frame(MATH, seeds.MATH_SCHEMA), data, "math_seeds", RGYM)
+    write_shard(rows_to_frame([rewrite], text_assets.PAYLOAD_SCHEMA), data, "rephrasings", RGYM)
     programs = [_program("return a + b", None), _program("return a - b", "failed")]
     programs.append(_program("", "generation_failed"))
     for name, part in (("verified_code", programs[:1]), ("verified_code_rejects", programs[1:])):
-        rows_to_frame(part, code.CODE_SCHEMA).write_parquet(data / f"{name}.parquet")
+        write_shard(rows_to_frame(part, code.CODE_SCHEMA), data, name, RGYM)
     resources = {
         "io_manager": PolarsParquetIOManager(base_dir=str(data)),
         "engine": OracleEngine(cache_dir=str(home / "cache"), models_dir=str(home / "models")),
@@ -112,7 +113,7 @@ def run(tmp_path_factory):
         "cot_traces": {"config": {"k": 4, "max_math_problems": 4}},
         "debate_verdicts": {"config": {"share": 1.0, "rounds": 1}},
     }
-    result = dg.materialize(
+    result = materialize_shard(
         [
             seeds.seeds,
             text_assets.rephrasings,
@@ -121,12 +122,12 @@ def run(tmp_path_factory):
             *dg.load_asset_checks_from_modules([reasoning]),
         ],
         selection=["reasoning_tasks", "cot_traces", "preference_pairs", "debate_verdicts"],
+        shard=RGYM,
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": config},
     )
     frames = {
-        k: pl.read_parquet(data / f"{k}.parquet")
+        k: pl.read_parquet(shard_file(data, k, RGYM))
         for k in ("cot_traces", "preference_pairs", "debate_verdicts")
     }
     meta = {

@@ -21,6 +21,7 @@ from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_fr
 from synth_lib.reasoning.debate import DebateItem, outcome_reason, run_debates, verdict_rows
 from synth_lib.reasoning.judge import Comparison, Judge, decide, parse_preference
 from tests.dagster_results import materialization_metadata
+from tests.shards import RGYM, materialize_shard, shard_file, write_shard
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ REASONING_KEYS = ["reasoning_tasks", "cot_traces", "preference_pairs", "debate_v
 def _config(gsm8k: str) -> dict:
     return {
         "ops": {
-            "seeds": {"config": {"max_math_seeds": 50, "gsm8k_path": gsm8k}},
+            "seeds": {"config": {"gsm8k_path": gsm8k}},
             "rephrasings": {"config": {"max_seeds": 2, "styles": ["easy"], "max_tokens": 16}},
             "reasoning_tasks": {
                 "config": {"tasks": ["chain_sum", "gcd"], "difficulties": ["easy", "hard"]}
@@ -58,11 +59,10 @@ def graph(tmp_path_factory, smoke_models_dir):
     # the code stage needs the sandbox; here its outputs are present but empty
     (home / "data").mkdir()
     for name in ("verified_code", "verified_code_rejects"):
-        rows_to_frame([], code.CODE_SCHEMA).write_parquet(home / "data" / f"{name}.parquet")
+        write_shard(rows_to_frame([], code.CODE_SCHEMA), home / "data", name, RGYM)
     config = _config(os.environ.get("SYNTH_GSM8K_PATH", ""))
-    result = dg.materialize(
-        ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=config
-    )
+    # the reasoning-gym shard: its tasks are the problems (GSM8K shards bring math ones)
+    result = materialize_shard(ASSETS, RGYM, resources=resources, run_config=config)
     return home, resources, config, result
 
 
@@ -78,7 +78,7 @@ def test_stages_materialize_with_metadata(graph) -> None:
     assert "| chain_sum | hard |" in cot["pass_rate_by_task"]
     pairs = materialization_metadata(result, "preference_pairs")
     assert len(pairs["constitution_hash"]) == 16
-    frames = {k: pl.read_parquet(home / "data" / f"{k}.parquet") for k in REASONING_KEYS}
+    frames = {k: pl.read_parquet(shard_file(home / "data", k, RGYM)) for k in REASONING_KEYS}
     traces = frames["cot_traces"]
     assert traces.height > 0, "wrong and rationalized samples are rows too"
     assert traces["generator"].struct.field("is_smoke_model").all()
@@ -100,17 +100,17 @@ def test_stages_materialize_with_metadata(graph) -> None:
 
 def test_rerun_hits_the_cache_and_keeps_ids(graph) -> None:
     home, resources, config, _ = graph
-    before = pl.read_parquet(home / "data" / "cot_traces.parquet")["id"].sort().to_list()
-    again = dg.materialize(
+    before = pl.read_parquet(shard_file(home / "data", "cot_traces", RGYM))["id"].sort().to_list()
+    again = materialize_shard(
         ASSETS,
+        RGYM,
         selection=["cot_traces"],
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"cot_traces": config["ops"]["cot_traces"]}},
     )
     meta = materialization_metadata(again, "cot_traces")
     assert meta["engine_requests"] == 0 and meta["cache_hits"] == meta["requests"]
-    after = pl.read_parquet(home / "data" / "cot_traces.parquet")["id"].sort().to_list()
+    after = pl.read_parquet(shard_file(home / "data", "cot_traces", RGYM))["id"].sort().to_list()
     assert before == after
 
 

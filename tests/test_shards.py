@@ -120,3 +120,46 @@ def test_shards_containing_finds_rows_and_descendants(tmp_path):
         ("rephrasings", "ref-n64-00001"),
         ("text_seeds", "ref-n64-00001"),
     ]
+
+
+@dg.asset(partitions_def=seed_shards)
+def rows_of_shard(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    return pl.DataFrame({"id": [f"{context.partition_key}-{i}" for i in range(3)]})
+
+
+@dg.asset_check(asset=rows_of_shard)
+def sees_its_own_shard(
+    context: dg.AssetCheckExecutionContext, rows_of_shard: pl.DataFrame
+) -> dg.AssetCheckResult:
+    shard = context.op_execution_context.partition_key
+    return dg.AssetCheckResult(
+        passed=rows_of_shard["id"].str.starts_with(shard).all() and rows_of_shard.height == 3
+    )
+
+
+def test_a_shard_check_and_a_cross_shard_reader_see_what_they_should(tmp_path):
+    from resources.parquet_io import PolarsParquetIOManager
+
+    @dg.asset
+    def every_shard(rows_of_shard: dict[str, pl.LazyFrame]) -> pl.DataFrame:
+        return pl.concat([scan.collect() for scan in rows_of_shard.values()])
+
+    io_manager = PolarsParquetIOManager(base_dir=str(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    keys = ["ref-n64-00000", "ref-n64-00001", "ref-n64-00002"]
+    instance.add_dynamic_partitions(SEED_SHARDS, keys)
+    for key in keys[:2]:
+        result = dg.materialize(
+            [rows_of_shard, sees_its_own_shard],
+            partition_key=key,
+            instance=instance,
+            resources={"io_manager": io_manager},
+        )
+        assert all(c.passed for c in result.get_asset_check_evaluations())
+    assert (tmp_path / "rows_of_shard" / "ref-n64-00001.parquet").is_file()
+    dg.materialize(
+        [rows_of_shard.to_source_assets()[0], every_shard],
+        instance=instance,
+        resources={"io_manager": io_manager},
+    )
+    assert pl.read_parquet(tmp_path / "every_shard.parquet").height == 6, "unmaterialized skipped"
