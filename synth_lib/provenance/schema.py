@@ -28,6 +28,7 @@ GENERATOR_DTYPE = pl.Struct(
         "sampling": pl.Utf8,
         "seed": pl.Int64,
         "is_smoke_model": pl.Boolean,
+        "license": pl.Utf8,
     }
 )
 VERDICT_DTYPE = pl.Struct(
@@ -69,6 +70,7 @@ class Generator:
     sampling: str
     seed: int
     is_smoke_model: bool = False
+    license: str = ""  # the model weights' licence, where known (e.g. Apache-2.0)
 
 
 @dataclass(frozen=True)
@@ -173,4 +175,5 @@ def generator_for(identity: Any, template: Any, sampling: Any, seed: int) -> Gen
         sampling=sampling.to_json(),
         seed=seed,
         is_smoke_model=identity.is_smoke_model,
+        license=getattr(identity, "license", ""),
     )

@@ -2,6 +2,8 @@
 
 Each (seed, style) pair is one request; every response becomes a row that carries its
 verdicts, accepted or not, so the asset is a full audit of what the model produced.
+Beyond "complete" and "not a copy", a rewrite must carry its own passage's content and
+must not be the same text the model wrote for other passages (`content_gate`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
 from synth_lib.engines.output_checks import generation_verdict, novelty_verdict
 from synth_lib.prompts import load_template
 from synth_lib.provenance.schema import RowContext, generator_for, make_row
+from synth_lib.text.content_gate import (
+    ContentThresholds,
+    canned_groups,
+    canned_verdict,
+    content_verdict,
+)
 
 STAGE = "rephrasings"
 STYLE_TEMPLATES: dict[str, str] = {
@@ -66,6 +74,7 @@ def rephrase(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     max_copy_jaccard: float = 0.7,
+    content: ContentThresholds | None = None,
 ) -> RephraseOutcome:
     """Generate every rephrasing in one batch and check each response."""
     unknown = set(styles) - set(STYLE_TEMPLATES)
@@ -78,7 +87,16 @@ def rephrase(
     results = engine.generate([request for request, _, _ in planned])
     outcome = RephraseOutcome()
     identity = engine.identity
-    for (request, parent, style), result in zip(planned, results, strict=True):
+    complete = [i for i, r in enumerate(results) if r.ok]
+    canned = {
+        complete[k]
+        for k in canned_groups(
+            [results[i].text for i in complete],
+            [planned[i][1]["id"] for i in complete],
+            max_copy_jaccard,
+        )
+    }
+    for index, ((request, parent, style), result) in enumerate(zip(planned, results, strict=True)):
         template = load_template(STYLE_TEMPLATES[style])
         outcome.requested_by_style[style] += 1
         verdicts = [generation_verdict(result)]
@@ -86,7 +104,15 @@ def rephrase(
             outcome.rejection_reasons[(verdicts[0].reason or "failed").split(":")[0]] += 1
             continue
         if verdicts[0].passed:
-            verdicts.append(novelty_verdict(result.text, parent["text"], max_copy_jaccard))
+            checks = [
+                novelty_verdict(result.text, parent["text"], max_copy_jaccard),
+                canned_verdict(index in canned),
+                content_verdict(result.text, parent["text"], content or ContentThresholds()),
+            ]
+            for verdict in checks:  # recorded up to the first that fails: that is the reason
+                verdicts.append(verdict)
+                if not verdict.passed:
+                    break
         failed = [v for v in verdicts if not v.passed]
         generator = generator_for(identity, template, sampling, request.seed)
         row = make_row(
