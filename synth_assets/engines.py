@@ -1,8 +1,9 @@
 """`generation_failures`: every request that produced no usable response, per stage.
 
-Engine errors after retries, truncations and content-filter stops are recorded by the
-engine wrapper as they happen. Errors are never cached, so re-materializing a stage
-re-sends exactly its retryable failures and nothing else.
+Engine errors after retries, truncations, content-filter stops and answers that failed
+validation are recorded by the engine wrapper as they happen. Transient errors are never
+cached, so re-materializing a stage re-sends exactly its retryable failures; permanent ones
+(`retryable` false: a 4xx refusal, a truncation) are not re-sent unless the request changes.
 """
 
 import dagster as dg
@@ -40,6 +41,7 @@ def generation_failures(engine: GenerationEngine) -> dg.MaterializeResult:
     extra = {
         "failures": frame.height,
         "retryable": summary["generation_failures_retryable"],
+        "permanent": summary["generation_failures_permanent"],
         "by_stage": dg.MetadataValue.md(counts_table(dict(by_stage), "stage")),
         "by_error_class": dg.MetadataValue.md(
             counts_table(summary["generation_failures_by_class"], "error class")

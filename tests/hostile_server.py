@@ -65,6 +65,7 @@ BEHAVIOURS = (
     "othermodel",  # answered by another model than asked for
     "trickle",  # headers, then a byte every TRICKLE_INTERVAL_S
     "nofinish",  # finish_reason "tool_calls": not a text answer
+    "brotli",  # Content-Encoding: br, never offered
     "deepjson",  # 50k nested arrays: past json's recursion limit
 )
 
@@ -190,6 +191,9 @@ class HostileServer:
                     return self._trickle(json.dumps(completion(body, text)).encode().ljust(4096))
                 if kind == "nofinish":
                     return self._json(completion(body, text, finish_reason="tool_calls"))
+                if kind == "brotli":  # an encoding the client did not offer and cannot bound
+                    raw = json.dumps(completion(body, text)).encode()
+                    return self._send(200, raw, {"Content-Encoding": "br"})
                 if kind == "deepjson":
                     return self._send(200, b"[" * 50_000 + b"]" * 50_000)
                 return self._json(completion(body, text))
