@@ -1,7 +1,8 @@
 """The test runner of `verified_code`: the sample's tests run here, the candidate elsewhere.
 
-Never imported: the host sends this file's text to the sandbox as the program, followed by
-`main(SPEC)`. It uses the standard library only. Two processes, both inside the sandbox:
+The host sends this file's text to the sandbox as the program, followed by `main(SPEC)`
+(and imports it only for its constants). It uses the standard library only. Two
+processes, both inside the sandbox:
 
 - the trusted runner (this program's main process) holds the tests, the run's nonce and
   the only descriptor the verdict is written to. It makes itself non-dumpable (no other

@@ -7,7 +7,8 @@ on four layers, each rejecting with a reason:
    exits the process, spawns processes, writes raw descriptors, loads native code, runs
    dynamic code, rebinds builtins or `__name__`, or defines an always-true `__eq__`;
 2. a stricter gate on the tests (`prepare_tests`), which run in the trusted runner: only
-   safe imports, no private or special names; each `assert` is rewritten to a counted check;
+   plain-data imports, no private or special names, frames, classes, attribute assignment
+   or string-to-object gadgets; each `assert` is rewritten to a counted check;
 3. the run (`trusted_runner`): the tests run in a process the candidate cannot reach, the
    candidate in a fresh interpreter behind a plain-data channel; the verdict is one line
    tagged with a per-run nonce on a descriptor only the runner holds;
