@@ -187,7 +187,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
                 frame,
                 size_bytes=size,
                 inputs=inputs,
-                declared_lineage=self._declared_lineage(metadata),
+                declared_lineage=self._declared_lineage(metadata, partition),
                 producer=ref.producer,
             )
         except Exception as exc:
@@ -235,9 +235,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         snapshots = []
         partition = context.asset_partition_key if context.has_asset_partitions else None
         for dep in context.asset_spec.deps:
-            path = self._key_path(dep.asset_key, partition)
-            if partition and not self._where.exists(path):
-                path = self._key_path(dep.asset_key)
+            path = self._dep_path(dep.asset_key, partition)
             peek = self._where.peek(path, "id")
             if peek is None:
                 snapshots.append(InputSnapshot(path.removesuffix(".parquet")))
@@ -246,16 +244,21 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         return snapshots
 
     def _declared_lineage(
-        self, metadata: Mapping[str, Any]
+        self, metadata: Mapping[str, Any], partition: str | None = None
     ) -> dict[str, list[tuple[str, str]]] | None:
         value = metadata.get("dagster/column_lineage")
         lineage = value.value if isinstance(value, dg.TableColumnLineageMetadataValue) else value
         if not isinstance(lineage, dg.TableColumnLineage):
             return None
         return {
-            column: [(self._key_path(dep.asset_key), dep.column_name) for dep in deps]
+            column: [(self._dep_path(dep.asset_key, partition), dep.column_name) for dep in deps]
             for column, deps in lineage.deps_by_column.items()
         }
+
+    def _dep_path(self, key: dg.AssetKey, partition: str | None) -> str:
+        """An upstream's file: the same shard when there is one, else the whole asset."""
+        path = self._key_path(key, partition)
+        return path if partition and self._where.exists(path) else self._key_path(key)
 
     def report_failure(self, context: dg.HookContext) -> None:
         """START + FAIL for each asset of a failed step that was not written; run FAILED."""

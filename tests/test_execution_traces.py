@@ -14,10 +14,12 @@ import pytest
 
 from resources.sandbox import CodeSandbox
 from synth_assets.code import execution_traces, execution_traces_reproduce
+from synth_assets.partitions import seed_shards
 from synth_lib.code.execution_traces import FUNCTIONS, TraceFunction, plan_calls, trace
 from synth_lib.provenance.schema import RowContext, Source, make_row, rows_to_frame
 from synth_lib.sandbox.host import Sandbox, SandboxLimits, SandboxUnavailable
 from tests import environment
+from tests.shards import STDLIB, materialize_shard
 
 CTX = RowContext(run_id="test-run")
 PICK = {"math.isqrt", "textwrap.shorten", "os.path.normpath", "fractions.Fraction"}
@@ -95,18 +97,18 @@ def test_a_crashed_sandbox_process_rejects_its_calls_only(sandbox) -> None:
     assert out.metadata["rows"] == out.metadata["calls"] - 1
 
 
-@dg.asset(name="code_seeds")
+@dg.asset(name="code_seeds", partitions_def=seed_shards)
 def stub_code_seeds() -> pl.DataFrame:
     schema = {"text": pl.Utf8, "name": pl.Utf8, "module": pl.Utf8}
     return rows_to_frame([_seed("math.isqrt")], schema)
 
 
 def test_asset_and_its_reproduce_check_materialize(sandbox) -> None:
-    result = dg.materialize(
+    result = materialize_shard(
         [stub_code_seeds, execution_traces, execution_traces_reproduce],
+        STDLIB,
         resources={"sandbox": CodeSandbox(timeout_s=20.0), "io_manager": dg.mem_io_manager},
         run_config={"ops": {"execution_traces": {"config": {"per_function": 3}}}},
-        instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
     meta = result.asset_materializations_for_node("execution_traces")[0].metadata

@@ -8,12 +8,12 @@ import sys
 import textwrap
 import time
 
-import dagster as dg
 import pytest
 
 from synth_jobs.definitions import all_assets
 from synth_jobs.profiles import local_resources
 from tests.dagster_results import materialization_metadata
+from tests.shards import materialize_shard, shard_file
 
 pytestmark = pytest.mark.slow
 N_SEEDS = 16
@@ -37,9 +37,11 @@ CHILD = textwrap.dedent(
         chunk_size=4,
         batch_size=4,
     )
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("seed_shards", ["ref-n64-00000"])
     dg.materialize(
         all_assets, selection=["rephrasings"], resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance, partition_key="ref-n64-00000",
         run_config={"ops": {"rephrasings": {"config": {"max_seeds": N_SEEDS, "max_tokens": 96}}}},
     )
     """
@@ -59,11 +61,10 @@ def _cached(home) -> int:
 
 def test_killed_rephrasings_resumes_with_only_missing_requests(synth_home):
     resources = local_resources(synth_home)
-    seeds = dg.materialize(
+    seeds = materialize_shard(
         all_assets,
         selection=["text_seeds", "code_seeds", "math_seeds", "seed_quarantine"],
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"seeds": {"config": {"gsm8k_path": ""}}}},
     )
     assert seeds.success
@@ -77,17 +78,16 @@ def test_killed_rephrasings_resumes_with_only_missing_requests(synth_home):
     total = N_SEEDS * STYLES
     assert 0 < done_before < total, f"kill did not land mid-run ({done_before}/{total} cached)"
 
-    rerun = dg.materialize(
+    rerun = materialize_shard(
         all_assets,
         selection=["rephrasings"],
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"rephrasings": {"config": {"max_seeds": N_SEEDS, "max_tokens": 96}}}},
     )
     meta = materialization_metadata(rerun, "rephrasings")
     assert meta["cache_hits"] == done_before
     assert meta["engine_requests"] == total - done_before
     assert meta["dagster/row_count"] + meta["generation_failures"] == total
-    final = synth_home / "data" / "rephrasings.parquet"
+    final = shard_file(synth_home / "data", "rephrasings")
     assert final.is_file()
     assert not [p for p in final.parent.iterdir() if p.name.endswith(".tmp")]

@@ -14,15 +14,17 @@ from mlflow import MlflowClient
 from resources.parquet_io import PolarsParquetIOManager, lineage_failure_hook
 from resources.tracking import MlflowTracking, default_tracking_uri
 from synth_assets import seeds
+from synth_assets.partitions import seed_shards
 from synth_lib.lineage.tracking_values import (
     MAX_PARAM_CHARS,
     Markdown,
     tracked_values,
     tracking_key,
 )
+from tests.shards import REF, shard_file, shard_instance
 
 
-@dg.asset
+@dg.asset(partitions_def=seed_shards)
 def seed_sample(text_seeds: pl.DataFrame) -> dg.MaterializeResult:
     """A second step in the same run: its figures must land in the same MLflow run."""
     sample = text_seeds.head(5)
@@ -41,10 +43,7 @@ def seed_sample(text_seeds: pl.DataFrame) -> dg.MaterializeResult:
 def _materialize(home: Path, assets: list, tracking: MlflowTracking, **kwargs: Any):
     io_manager = PolarsParquetIOManager(base_dir=str(home / "data"), tracking=tracking)
     return dg.materialize(
-        assets,
-        resources={"io_manager": io_manager},
-        instance=dg.DagsterInstance.ephemeral(),
-        **kwargs,
+        assets, resources={"io_manager": io_manager}, instance=shard_instance(REF), **kwargs
     )
 
 
@@ -66,6 +65,7 @@ def tracked(tmp_path_factory):
             home,
             [*dg.load_assets_from_modules([seeds]), seed_sample],
             MlflowTracking(tracking_uri=uri, experiment_name="synth-test"),
+            partition_key=REF,
         )
     assert result.success
     client = MlflowClient(tracking_uri=uri)
@@ -91,19 +91,23 @@ def test_metadata_becomes_metrics_params_and_artifacts(tracked):
     home, _, result, client, (run,) = tracked
     metrics, params = run.data.metrics, run.data.params
     for key in ("text_seeds", "code_seeds"):
-        rows = pl.read_parquet(home / "data" / f"{key}.parquet").height
-        assert metrics[f"{key}/row_count"] == rows > 0
-        assert params[f"{key}/code_version"] == "seeds-1"
-        assert params[f"{key}/content_hash"] == _metadata(result, key)["content_hash"]
-    assert metrics["seed_sample/pass_rate"] == 0.6
-    assert metrics["seed_sample/by_reason/too_short"] == 2
-    assert params["seed_sample/model"] == "smoke-random@abc"
+        rows = pl.read_parquet(shard_file(home / "data", key)).height
+        assert metrics[f"{key}/{REF}/row_count"] == rows
+        assert rows > 0 or key == "code_seeds", "a language-reference shard has no code"
+        assert params[f"{key}/{REF}/code_version"] == "seeds-2"
+        assert params[f"{key}/{REF}/content_hash"] == _metadata(result, key)["content_hash"]
+    sample = f"seed_sample/{REF}"
+    assert metrics[f"{sample}/pass_rate"] == 0.6
+    assert metrics[f"{sample}/by_reason/too_short"] == 2
+    assert params[f"{sample}/model"] == "smoke-random@abc"
     assert not any(name.startswith("text_seeds/column_schema") for name in params)
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "seed_sample")}
-    assert "seed_sample/preview.md" in artifacts
-    local = client.download_artifacts(run.info.run_id, "seed_sample/preview.md", str(home))
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, sample)}
+    assert f"{sample}/preview.md" in artifacts
+    local = client.download_artifacts(run.info.run_id, f"{sample}/preview.md", str(home))
     assert Path(local).read_text() == "| id |\n|---|\n| x |"
-    text_preview = client.download_artifacts(run.info.run_id, "text_seeds/preview.md", str(home))
+    text_preview = client.download_artifacts(
+        run.info.run_id, f"text_seeds/{REF}/preview.md", str(home)
+    )
     assert "| id |" in Path(text_preview).read_text()
 
 

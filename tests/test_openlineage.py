@@ -39,6 +39,7 @@ from synth_lib.lineage.openlineage_events import (
 )
 from synth_lib.prompts import load_template
 from synth_lib.provenance.schema import RowContext, make_row, rows_to_frame
+from tests.shards import REF, materialize_shard, shard_file
 
 CORE = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 FACETS = "https://openlineage.io/spec/facets"
@@ -302,10 +303,10 @@ def graph(receiver, tmp_path_factory, smoke_models_dir):
         patch.delenv("SYNTH_GSM8K_PATH", raising=False)
         resources = local_resources(home)
         resources["io_manager"] = _io_manager(home / "data", transport="http", url=receiver.url)
-        result = dg.materialize(
-            [*dg.load_assets_from_modules([seeds, text_assets])],
+        result = materialize_shard(
+            [seeds.seeds, text_assets.rephrasings],
+            selection=["text_seeds", "code_seeds", "math_seeds", "seed_quarantine", "rephrasings"],
             resources=resources,
-            instance=dg.DagsterInstance.ephemeral(),
             run_config={
                 "ops": {
                     "rephrasings": {
@@ -326,7 +327,7 @@ def test_every_materialization_is_a_valid_start_then_complete(graph, receiver):
     for key, metadata in written.items():
         events = receiver.of_job(f"synth.{key}")
         assert [e["eventType"] for e in events] == ["START", "COMPLETE"], key
-        run_id = RunRef(result.run_id, result.job_def.name, key).run_id
+        run_id = RunRef(result.run_id, result.job_def.name, key, partition=REF).run_id
         assert {e["run"]["runId"] for e in events} == {run_id} == {metadata["openlineage_run_id"]}
         parent = events[1]["run"]["facets"]["parent"]
         assert parent["run"]["runId"] == result.run_id
@@ -339,7 +340,7 @@ def test_output_facets_describe_the_written_parquet(graph, receiver):
     data, result = graph
     written = _metadata(result)
     for key in ("text_seeds", "rephrasings"):
-        path = data / f"{key}.parquet"
+        path = shard_file(data, key)
         frame = pl.read_parquet(path)
         (complete,) = [e for e in receiver.of_job(f"synth.{key}") if e["eventType"] == "COMPLETE"]
         (output,) = complete["outputs"]
@@ -359,11 +360,11 @@ def test_output_facets_describe_the_written_parquet(graph, receiver):
 
 def test_rephrasings_record_who_made_them_and_from_what(graph, receiver):
     data, _ = graph
-    frame = pl.read_parquet(data / "rephrasings.parquet")
+    frame = pl.read_parquet(shard_file(data, "rephrasings"))
     assert frame.height > 0, "the smoke model should complete some rephrasings"
     (complete,) = [e for e in receiver.of_job("synth.rephrasings") if e["eventType"] == "COMPLETE"]
     assert [(i["namespace"], i["name"]) for i in complete["inputs"]] == [
-        ("file", str(data / "text_seeds.parquet"))
+        ("file", str(shard_file(data, "text_seeds")))
     ]
     facets = complete["outputs"][0]["facets"]
     provenance = facets["synth_provenance"]
@@ -378,7 +379,7 @@ def test_rephrasings_record_who_made_them_and_from_what(graph, receiver):
     lineage = facets["columnLineage"]["fields"]
     assert {f["field"] for f in lineage["parent_ids"]["inputFields"]} == {"id"}
     (text,) = lineage["text"]["inputFields"]
-    assert (text["name"], text["field"]) == (str(data / "text_seeds.parquet"), "text")
+    assert (text["name"], text["field"]) == (str(shard_file(data, "text_seeds")), "text")
     assert text["transformations"][0]["subtype"] == "TRANSFORMATION"
     assert "style" not in lineage and "run_id" not in lineage
 

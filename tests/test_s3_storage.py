@@ -25,6 +25,7 @@ from synth_assets import seeds
 from synth_assets import text as text_assets
 from synth_jobs.profiles import local_resources
 from synth_lib.provenance.schema import content_hash
+from tests.shards import REF, materialize_shard
 
 BUCKET = "synth-test"
 PREFIX = "synth"
@@ -100,10 +101,10 @@ def graph(
             s3=_storage(endpoint),
             lineage=OpenLineageEmitter(file_path=str(home / "events.jsonl")),
         )
-        result = dg.materialize(
-            [*dg.load_assets_from_modules([seeds, text_assets])],
+        result = materialize_shard(
+            [seeds.seeds, text_assets.rephrasings],
+            selection=KEYS,
             resources=resources,
-            instance=dg.DagsterInstance.ephemeral(),
             run_config={"ops": {"rephrasings": {"config": {"max_seeds": 2, "max_tokens": 16}}}},
         )
     assert result.success
@@ -125,10 +126,10 @@ def _read(client: Any, key: str) -> pl.DataFrame:
 def test_every_asset_is_one_object_at_its_key(graph, client):
     home, result = graph
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/")["Contents"]
-    assert sorted(o["Key"] for o in listed) == sorted(f"{PREFIX}/{k}.parquet" for k in KEYS)
+    assert sorted(o["Key"] for o in listed) == sorted(f"{PREFIX}/{k}/{REF}.parquet" for k in KEYS)
     metadata = _metadata(result)
     for key in KEYS:
-        assert metadata[key]["path"] == f"s3://{BUCKET}/{PREFIX}/{key}.parquet"
+        assert metadata[key]["path"] == f"s3://{BUCKET}/{PREFIX}/{key}/{REF}.parquet"
         assert metadata[key]["openlineage_errors"] == 0, key
     assert not (home / "data").exists(), "nothing may be written to the local data folder"
 
@@ -137,7 +138,7 @@ def test_objects_hold_exactly_the_rows_each_asset_produced(graph, client):
     _, result = graph
     metadata = _metadata(result)
     for key in KEYS:
-        frame = _read(client, f"{PREFIX}/{key}.parquet")
+        frame = _read(client, f"{PREFIX}/{key}/{REF}.parquet")
         assert frame.height == metadata[key]["dagster/row_count"], key
         if "id" in frame.columns and frame.height:
             assert content_hash(frame) == metadata[key]["content_hash"], key
@@ -145,8 +146,8 @@ def test_objects_hold_exactly_the_rows_each_asset_produced(graph, client):
 
 
 def test_downstream_asset_loads_its_input_from_the_bucket(graph, client):
-    seeds_frame = _read(client, f"{PREFIX}/text_seeds.parquet")
-    rephrased = _read(client, f"{PREFIX}/rephrasings.parquet")
+    seeds_frame = _read(client, f"{PREFIX}/text_seeds/{REF}.parquet")
+    rephrased = _read(client, f"{PREFIX}/rephrasings/{REF}.parquet")
     parents = set(rephrased.get_column("parent_ids").explode().to_list())
     first_two = set(seeds_frame.sort("id").head(2).get_column("id").to_list())
     assert rephrased.height > 0
@@ -165,18 +166,18 @@ def test_lineage_names_objects_and_reads_upstream_ids_from_the_bucket(graph):
     [output] = complete["outputs"]
     assert (output["namespace"], output["name"]) == (
         f"s3://{BUCKET}",
-        f"{PREFIX}/rephrasings.parquet",
+        f"{PREFIX}/rephrasings/{REF}.parquet",
     )
     assert output["facets"]["dataQualityMetrics"]["bytes"] > 0
     [upstream] = complete["inputs"]
     assert (upstream["namespace"], upstream["name"]) == (
         f"s3://{BUCKET}",
-        f"{PREFIX}/text_seeds.parquet",
+        f"{PREFIX}/text_seeds/{REF}.parquet",
     )
     assert "id" in {f["name"] for f in upstream["facets"]["schema"]["fields"]}
     lineage = output["facets"]["columnLineage"]["fields"]
     sources = {(f["namespace"], f["name"]) for c in lineage.values() for f in c["inputFields"]}
-    assert (f"s3://{BUCKET}", f"{PREFIX}/text_seeds.parquet") in sources
+    assert (f"s3://{BUCKET}", f"{PREFIX}/text_seeds/{REF}.parquet") in sources
 
 
 def test_missing_upstream_object_names_its_key(endpoint, monkeypatch):

@@ -34,6 +34,7 @@ from PIL import Image
 from synth_jobs.definitions import all_assets
 from synth_jobs.profiles import local_resources
 from tests.conftest import REPO_ROOT
+from tests.shards import REF, materialize_shard
 
 pytestmark = pytest.mark.slow
 
@@ -199,11 +200,12 @@ def _free_port() -> int:
 def _materialize_seeds(dagster_home: Path, synth_home: Path) -> dict[str, Any]:
     """Seeds only (seconds, no model): the UI then has a real materialization to show."""
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        result = dg.materialize(
+        result = materialize_shard(
             all_assets,
+            REF,
+            instance,
             selection=SEED_KEYS,
             resources=local_resources(synth_home),
-            instance=instance,
             run_config={"ops": {"seeds": {"config": {"gsm8k_path": ""}}}},
         )
     assert result.success
