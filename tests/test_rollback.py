@@ -175,3 +175,23 @@ def test_lineage_of_a_row_found_only_in_the_ledger(home):
     assert hops == [{"id": "gone", "removed_by": "rb-1", "found": False}]
     with pytest.raises(KeyError):
         ancestry("never", index, {})
+
+
+def test_rematerialization_names_only_affected_shards_of_the_partitioned_mix():
+    from synth_lib.commands.rollback import materialize_commands
+
+    affected = {
+        "rephrasings": {"rows": 2, "shards": ["ref-n64-00003"]},
+        "training_mix_shards": {"rows": 1, "shards": ["ref-n64-00003/part-00000"]},
+        "curation_rejects": {"rows": 1, "shards": ["rejected"]},
+    }
+    plan = rematerialization(affected)
+    assert plan["training_mix"] == ["ref-n64-00003"] and plan["decontaminated_mix"] is None
+    assert rematerialization({"text_seeds": {"rows": 1, "shards": []}})["training_mix"] == []
+    commands = [" ".join(c[3:]) for c in materialize_commands(plan)]
+    assert commands == [
+        "-m synth_jobs.definitions --select rollbacks",
+        "-m synth_jobs.definitions --select training_mix --partition ref-n64-00003",
+        "-m synth_jobs.definitions --select decontaminated_mix",
+        "-m synth_jobs.definitions --select dataset_export",
+    ]

@@ -204,12 +204,12 @@ def rematerialization(affected: Mapping[str, Mapping[str, Any]]) -> dict[str, li
 
     A file's first folder below its asset is its seed shard when it is named like one
     (`<asset>/<shard>.parquet`, `training_mix_shards/<shard>/part-*.parquet`). Every row
-    of a sharded graph lives in its seed's shard, so those shards are all a partitioned
-    reader needs; with no sharded files at all, it re-materializes whole.
+    lives in its seed's shard, so those shards are all a partitioned reader needs (none:
+    nothing of it to redo); the unpartitioned readers re-materialize whole.
     """
     keys = {str(s).split("/")[0] for found in affected.values() for s in found["shards"]}
     shards = sorted(k for k in keys if _is_shard_key(k))
-    return {asset: shards if asset in PARTITIONED_READERS and shards else None for asset in READERS}
+    return {asset: shards if asset in PARTITIONED_READERS else None for asset in READERS}
 
 
 def plan(target: Target, data_dir: str | Path) -> tuple[dict[str, dict[str, Any]], set[str]]:
