@@ -16,7 +16,7 @@ from synth_lib.mix.croissant import croissant_jsonld, validate
 from synth_lib.mix.export import split_by_config, write_export
 from synth_lib.mix.licences import most_restrictive, row_licence
 from synth_lib.mix.shards import to_mix_schema
-from synth_lib.provenance.rollback import Target, record
+from synth_lib.provenance.rollback import Target, lift, record
 from synth_lib.provenance.schema import (
     Generator,
     RowContext,
@@ -270,3 +270,17 @@ def test_export_asset_applies_a_seed_rollback_and_keeps_other_rows(tmp_path):
     assert (
         set(licences["offending_ids"]) <= set(after["id"]) and len(licences["offending_ids"]) == 7
     )
+
+    # a model revision the same way: every generated row and its descendants leave
+    model = record(
+        home, Target.parse("model", f"{GEN.model}@{GEN.revision}"), "test", home / "data"
+    )
+    only_seeds = materialize()
+    assert set(only_seeds["stage"]) == {"text_seeds", "math_seeds"} and only_seeds.height == 7
+    assert only_seeds.sort("id").equals(
+        after.filter(pl.col("id").is_in(only_seeds["id"])).sort("id")
+    )
+    # lifting both brings back exactly the rows that were there before
+    lift(home, model.id, "test over")
+    lift(home, entry.id, "test over")
+    assert materialize().sort("id").equals(before.sort("id"))
