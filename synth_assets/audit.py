@@ -7,6 +7,8 @@ so), which keeps a rollback in force even where this view was not re-materialize
 Croissant metadata and manifest; every row carries its most restrictive licence.
 """
 
+import json
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -18,6 +20,7 @@ from synth_lib.mix.croissant import croissant_jsonld, validate
 from synth_lib.mix.export import MANIFEST_NAME, split_by_config, write_export
 from synth_lib.mix.licences import row_licence, seed_licences
 from synth_lib.provenance.ancestry import parquet_files
+from synth_lib.provenance.hashing import sha256_hex
 from synth_lib.provenance.rollback import (
     active_entries,
     drop_rolled_back,
@@ -36,7 +39,7 @@ def rollbacks(storage: SynthStorage) -> dg.MaterializeResult:
     """Every rollback recorded by `synth rollback`, active or lifted (what, why, when, who)."""
     entries = [entry.summary() for entry in load_entries(storage.home)]
     frame = pl.DataFrame(
-        [{**e, "affected": str(e["affected"])} for e in entries],
+        [{**e, "affected": json.dumps(e["affected"], sort_keys=True)} for e in entries],
         schema={
             "id": pl.Utf8,
             "target": pl.Utf8,
@@ -177,10 +180,6 @@ def dataset_export_licences_allowed(
 
 @dg.asset_check(asset=dataset_export, description="Export files match their sha256 manifest.")
 def dataset_export_manifest_verified(storage: SynthStorage) -> dg.AssetCheckResult:
-    import json
-
-    from synth_lib.provenance.hashing import sha256_hex
-
     target = storage.stage_dir(EXPORT_DIR)
     manifest = json.loads((target / MANIFEST_NAME).read_text())
     bad = [

@@ -257,6 +257,10 @@ def test_export_asset_applies_a_seed_rollback_and_keeps_other_rows(tmp_path):
     seed = mix.filter(pl.col("prompt") == "What is 1 + 1?")["id"][0]
     entry = record(home, Target.parse("seed", seed), "test", home / "data")
     after = materialize()
+    ledger = pl.read_parquet(home / "data" / "rollbacks.parquet")
+    assert ledger.select("id", "reason", "active", "removed_rows").rows() == [
+        (entry.id, "test", True, 3)
+    ]
     removed = set(before["id"]) - set(after["id"])
     # the seed, its CoT trace and the pair built on it; nothing else changed
     assert len(removed) == 3 and removed <= set(entry.removed_ids)
