@@ -13,6 +13,7 @@ from synth_jobs.automation import (
     shard_job,
     stale_shards_backfill,
 )
+from synth_jobs.fleet import fleet_job
 from synth_jobs.profiles import local_resources, production_resources
 
 ASSET_MODULES = [seeds, text, code, reasoning, mix, curation, engines, audit]
@@ -28,11 +29,12 @@ CROSS_SHARD = dg.AssetSelection.assets(
 )
 synth_shards = shard_job(dg.AssetSelection.all() - CROSS_SHARD)
 synth_curation = curation_job(CROSS_SHARD)
+synth_shards_fleet = fleet_job(dg.AssetSelection.all() - CROSS_SHARD)
 
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[synth_shards, synth_curation],
+    jobs=[synth_shards, synth_curation, synth_shards_fleet],
     schedules=[stale_shards_backfill],
     sensors=[new_seed_files, new_benchmark_files],
     resources=production_resources()
