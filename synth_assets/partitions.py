@@ -17,6 +17,8 @@ Partitions are added by sensors (`synth_jobs.sensors`) and by `make run`
 (`synth_jobs.local_run`), never at import time.
 """
 
+import warnings
+
 import dagster as dg
 
 from synth_lib.seeds.sharding import ShardKey
@@ -24,6 +26,8 @@ from synth_lib.seeds.sharding import ShardKey
 SEED_SHARDS = "seed_shards"
 seed_shards = dg.DynamicPartitionsDefinition(name=SEED_SHARDS)
 
+# BackfillPolicy on an asset is marked beta; it is the documented way to size backfill runs
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 SHARDED = {
     "partitions_def": seed_shards,
     "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=1),

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -106,7 +107,9 @@ def new_benchmark_files(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     listed = {f.name: _file_marker(f.modified, f.size) for f in list_seed_files(root)}
     if context.cursor and json.loads(context.cursor) == listed:
         return dg.SkipReason("no new or changed benchmark files")
-    run_key = "benchmarks-" + str(abs(hash(json.dumps(listed, sort_keys=True))))
+    run_key = (
+        "benchmarks-" + hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()[:16]
+    )
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=run_key)] if listed else [],
         cursor=json.dumps(listed, sort_keys=True),
