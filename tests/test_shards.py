@@ -1,13 +1,19 @@
 """Seed shards: keys, the seed-folder sensor, the stale-shard schedule, finding a row's shards."""
 
 import json
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 import pytest
 
 from synth_assets.partitions import SEED_SHARDS, seed_shards
-from synth_jobs.automation import new_benchmark_files, new_seed_files, stale_shards
+from synth_jobs.automation import (
+    new_benchmark_files,
+    new_seed_files,
+    stale_shards,
+    stale_shards_backfill,
+)
 from synth_jobs.definitions import defs
 from synth_lib.seeds import sharding
 from synth_lib.seeds.sharding import ShardKey, ShardKeyError, default_shards, shards_containing
@@ -163,3 +169,19 @@ def test_a_shard_check_and_a_cross_shard_reader_see_what_they_should(tmp_path):
         resources={"io_manager": io_manager},
     )
     assert pl.read_parquet(tmp_path / "every_shard.parquet").height == 6, "unmaterialized skipped"
+
+
+def test_the_nightly_schedule_requests_the_stale_shards():
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 1, 2, 3, tzinfo=UTC)
+        ) as context,
+    ):
+        instance.add_dynamic_partitions(SEED_SHARDS, ["ref-n64-00000", "stdlib-n64-00000"])
+        requests = stale_shards_backfill(context)
+    assert [r.partition_key for r in requests] == ["ref-n64-00000", "stdlib-n64-00000"]
+    assert [r.run_key for r in requests] == [
+        "202601020300-ref-n64-00000",
+        "202601020300-stdlib-n64-00000",
+    ]
