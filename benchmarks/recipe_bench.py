@@ -89,34 +89,55 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=6, help="clusters")
     parser.add_argument("--pool", type=int, default=64, help="text seeds clustered")
     parser.add_argument("--out", default="", help="write the figures as JSON here too")
+    parser.add_argument("--parts", default="instructions,persona,dialogues,code,search,coverage",
+                        help="comma-separated subset of the parts to run")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args()
 
     model_dir = resolve_model_dir("", args.models_dir)
-    engine = build_engine("transformers", model_dir=model_dir, batch_size=16)
+    engine = build_engine("transformers", model_dir=model_dir, batch_size=16, threads=args.threads)
+    parts = set(args.parts.split(","))
     print(f"model: {engine.identity}")
     personas, embedder = load_personas(), MiniLMEmbedder()
     texts = _seed_rows(reference_passages(), "text_seeds")[: args.pool]
     seeds = texts[: args.seeds]
     report: dict = {"model": f"{engine.identity.model}@{engine.identity.revision[:12]}"}
 
-    instructions, s = _timed(generate_instructions, seeds, engine, CTX, personas=personas)
-    report["instructions"] = _rows_of("instructions", instructions, s)
-    report["instructions"]["evolution_failures"] = dict(instructions.evolution_failures)
-    gain, s = _timed(persona_probe, seeds, engine, personas, embedder, variants=2)
-    report["persona_diversity"] = {**gain, "seconds": round(s, 1)}
-    dialogues, s = _timed(generate_dialogues, seeds, engine, CTX, embedder, personas=personas)
-    report["dialogues"] = _rows_of("dialogues", dialogues, s)
-    report["dialogues"]["turns"] = dict(dialogues.turns)
+    if "persona" in parts:
+        gain, s = _timed(persona_probe, seeds, engine, personas, embedder, variants=2)
+        report["persona_diversity"] = {**gain, "seconds": round(s, 1)}
+        print(json.dumps(report["persona_diversity"]), file=sys.stderr, flush=True)
+    if parts & {"instructions", "coverage"}:
+        instructions, s = _timed(generate_instructions, seeds, engine, CTX, personas=personas)
+        report["instructions"] = _rows_of("instructions", instructions, s)
+        report["instructions"]["evolution_failures"] = dict(instructions.evolution_failures)
+    if "dialogues" in parts:
+        dialogues, s = _timed(generate_dialogues, seeds, engine, CTX, embedder, personas=personas)
+        report["dialogues"] = _rows_of("dialogues", dialogues, s)
+        report["dialogues"]["turns"] = dict(dialogues.turns)
+    if "code" in parts:
+        _code_part(report, engine, args.functions)
+    if "search" in parts:
+        _search_part(report, engine, args.problems)
+    if "coverage" in parts:
+        _coverage_part(report, engine, embedder, personas, texts, instructions, args)
+    print(json.dumps(report, indent=2, default=str))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2, default=str))
 
+
+def _code_part(report: dict, engine, functions: int) -> None:
     code = _seed_rows(stdlib_functions(), "code_seeds")
     with Sandbox(SandboxLimits(), mode="bwrap") as box:
         traces = trace(code, box, CTX, per_function=4).rows
     traced = {t["function"] for t in traces}
-    chosen = [c for c in code if c["name"] in traced][: args.functions]
+    chosen = [c for c in code if c["name"] in traced][:functions]
     explained, s = _timed(explain_code, chosen, traces, engine, CTX)
     report["code_explanations"] = _rows_of("code_explanations", explained, s)
 
-    tasks = reasoning_gym_rows(["basic_arithmetic", "chain_sum"], ["easy"], args.problems // 2, CTX)
+
+def _search_part(report: dict, engine, n_problems: int) -> None:
+    tasks = reasoning_gym_rows(["basic_arithmetic", "chain_sum"], ["easy"], n_problems // 2, CTX)
     problems = problems_from_rows(tasks)
     results, s = _timed(search, problems, engine, SearchSettings(iterations=6))
     tokens = sum(r.tokens for r in results)
@@ -138,7 +159,9 @@ def main() -> None:
         ),
     }
 
-    # stratification: round one = the instructions above; round two at an equal budget
+
+def _coverage_part(report: dict, engine, embedder, personas, texts, instructions, args) -> None:
+    """Round one = the instructions above; round two at an equal budget, two ways."""
     seed_vectors = embed(embedder, [t["text"] for t in texts])
     for accepted_only in (True, False):
         round_one = _accepted_vectors(instructions.rows, embedder, accepted_only)
@@ -166,9 +189,6 @@ def main() -> None:
             "stratified_seed_clusters": after["stratified_clusters"],
             "uniform_seed_clusters": after["uniform_clusters"],
         }
-    print(json.dumps(report, indent=2, default=str))
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2, default=str))
 
 
 if __name__ == "__main__":
