@@ -56,8 +56,8 @@ class OpenLineageEmitter(dg.ConfigurableResource):
     )
     producer: str = Field(
         default=DEFAULT_PRODUCER,
-        description="URI naming this code location in events; set it to your repository URL "
-        "at a tag or commit.",
+        description="URI naming this code location in events. Default: the repository URL "
+        "of the installed package ([project.urls] in pyproject); a fork sets its own.",
     )
 
     _client: OpenLineageClient | None = PrivateAttr(default=None)

@@ -9,11 +9,12 @@ Every materialization path (dg.materialize, `dagster job execute`, UI launches) 
 `handle_output`, so this is where each written asset is reported: OpenLineage START and
 COMPLETE events and the MLflow run of the Dagster run. Reporting never fails a
 materialization: errors are logged as warnings and counted in the output metadata.
-Steps that raise before writing are reported by `lineage_failure_hook`.
+Steps that raise before writing are reported by `lineage_failure_hook`; assets of a failed
+run that no step reported are sent FAIL by `synth_jobs.lineage_sensors` through `emit_failed`.
 """
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,12 +154,10 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             report |= self._track(context, metadata)
         return report
 
-    def _ref(
-        self, context: dg.OutputContext | dg.HookContext, key: str, partition: str | None
-    ) -> RunRef:
+    def _ref(self, run_id: str, job_name: str, key: str, partition: str | None) -> RunRef:
         return RunRef(
-            dagster_run_id=context.run_id,
-            dagster_job=context.job_name,
+            dagster_run_id=run_id,
+            dagster_job=job_name,
             asset_key=key,
             partition=partition,
             namespace=self.lineage.namespace,
@@ -176,7 +175,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     ) -> dict[str, Any]:
         key = context.asset_key.to_user_string()
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        ref = self._ref(context, key, partition)
+        ref = self._ref(context.run_id, context.job_name, key, partition)
         errors = 0
         inputs: list[InputSnapshot] = []
         written = output_dataset(path)
@@ -231,11 +230,14 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         return {"mlflow_run_id": run_id, "mlflow_errors": 0}
 
     def _input_snapshots(self, context: dg.OutputContext) -> list[InputSnapshot]:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        return self._snapshots([dep.asset_key for dep in context.asset_spec.deps], partition)
+
+    def _snapshots(self, keys: Sequence[dg.AssetKey], partition: str | None) -> list[InputSnapshot]:
         """Upstream assets as this IO manager stores them: schema and ids when readable."""
         snapshots = []
-        partition = context.asset_partition_key if context.has_asset_partitions else None
-        for dep in context.asset_spec.deps:
-            path = self._dep_path(dep.asset_key, partition)
+        for key in keys:
+            path = self._dep_path(key, partition)
             peek = self._where.peek(path, "id")
             if peek is None:
                 snapshots.append(InputSnapshot(path.removesuffix(".parquet")))
@@ -282,17 +284,48 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         started = _first_event_time(
             context.instance, context.run_id, context.step_key, dg.DagsterEventType.STEP_START
         )
-        for key, partition in _unwritten_assets(context):
-            ref = self._ref(context, key.to_user_string(), partition)
+        upstream = _upstream_keys(context)
+        failed = [(key, part, upstream(key)) for key, part in _unwritten_assets(context)]
+        self.emit_failed(
+            context.run_id,
+            context.job_name,
+            failed,
+            (message, stack),
+            started or datetime.now(UTC),
+        )
+
+    def emit_failed(
+        self,
+        run_id: str,
+        job_name: str,
+        failed: Sequence[tuple[dg.AssetKey, str | None, Sequence[dg.AssetKey]]],
+        error: tuple[str, str],
+        started: datetime | None = None,
+    ) -> int:
+        """FAIL (after a START when the step `started`) for each (asset, partition, upstream
+        keys) of `failed`, listing its inputs; returns the FAIL events sent."""
+        if not self._lineage_on:
+            return 0
+        for key, partition, upstream in failed:
+            ref = self._ref(run_id, job_name, key.to_user_string(), partition)
             output = output_dataset(self._key_path(key, partition))
-            self.lineage.emit(
-                run_event(ref, RunState.START, started or datetime.now(UTC), outputs=[output])
-            )
+            inputs = self._snapshots(upstream, partition)
+            if started is not None:
+                names = [input_dataset(InputSnapshot(s.location)) for s in inputs]
+                self.lineage.emit(
+                    run_event(ref, RunState.START, started, inputs=names, outputs=[output])
+                )
             self.lineage.emit(
                 run_event(
-                    ref, RunState.FAIL, datetime.now(UTC), outputs=[output], error=(message, stack)
+                    ref,
+                    RunState.FAIL,
+                    datetime.now(UTC),
+                    inputs=[input_dataset(s, ref.producer) for s in inputs],
+                    outputs=[output],
+                    error=error,
                 )
             )
+        return len(failed)
 
 
 @dg.failure_hook(required_resource_keys={"io_manager"})
@@ -353,6 +386,16 @@ def _step_started_at(context: dg.OutputContext) -> datetime | None:
         )
     except Exception:
         return None
+
+
+def _upstream_keys(context: dg.HookContext) -> Callable[[dg.AssetKey], list[dg.AssetKey]]:
+    """Upstream keys of an asset in the failed step's job. A HookContext does not expose the
+    job's asset graph publicly, its step context does; no inputs where that cannot be read."""
+    try:
+        graph = context._step_execution_context.job_def.asset_layer.asset_graph
+    except AttributeError:
+        return lambda key: []
+    return lambda key: sorted(graph.get(key).parent_keys, key=lambda k: k.to_user_string())
 
 
 def _unwritten_assets(context: dg.HookContext) -> list[tuple[dg.AssetKey, str | None]]:

@@ -14,6 +14,7 @@ from synth_jobs.automation import (
     stale_shards_backfill,
 )
 from synth_jobs.fleet import fleet_job
+from synth_jobs.lineage_sensors import openlineage_run_failures
 from synth_jobs.profiles import local_resources, production_resources
 
 ASSET_MODULES = [seeds, text, code, reasoning, mix, curation, engines, audit]
@@ -36,7 +37,7 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=[synth_shards, synth_curation, synth_shards_fleet],
     schedules=[stale_shards_backfill],
-    sensors=[new_seed_files, new_benchmark_files],
+    sensors=[new_seed_files, new_benchmark_files, openlineage_run_failures],
     resources=production_resources()
     if os.environ.get("SYNTH_PROFILE") == "production"
     else local_resources(),

@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import threading
+import tomllib
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,14 +29,18 @@ from resources.lineage import OpenLineageEmitter
 from resources.parquet_io import PolarsParquetIOManager, lineage_failure_hook
 from synth_assets import seeds
 from synth_assets import text as text_assets
+from synth_jobs.lineage_sensors import openlineage_run_failures
 from synth_jobs.profiles import local_resources
 from synth_lib.lineage.openlineage_events import (
+    DEFAULT_PRODUCER,
+    FALLBACK_PRODUCER,
     PROVENANCE_FACET_SCHEMA,
     PROVENANCE_FACET_SCHEMA_URL,
     InputSnapshot,
     RunRef,
     column_lineage_facet,
     dataset_identity,
+    repository_url,
 )
 from synth_lib.prompts import load_template
 from synth_lib.provenance.schema import RowContext, make_row, rows_to_frame
@@ -517,3 +522,96 @@ def test_the_validator_refuses_broken_events(graph, receiver):
         broken = json.loads(json.dumps(good))
         breakage(broken)
         assert validate_event(broken), breakage
+
+
+def test_the_producer_is_the_repository_url(graph, receiver):
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    url = pyproject["project"]["urls"]["Repository"]
+    assert DEFAULT_PRODUCER == url == repository_url()
+    assert repository_url("no-such-distribution-of-synth") == FALLBACK_PRODUCER
+    events = receiver.of_job("synth.rephrasings")
+    assert events and {e["producer"] for e in events} == {url}
+    # the client adds a `tags` facet of its own and names itself as its producer
+    ours = [facet for e in events for name, facet in _facets(e) if name != "tags"]
+    assert ours and {facet["_producer"] for facet in ours} == {url}
+
+
+def _upstream(name: str) -> dg.AssetsDefinition:
+    @dg.asset(name=name)
+    def ol_up() -> pl.DataFrame:
+        rows = [
+            make_row(stage="up", payload={"text": str(i)}, ctx=RowContext("r")) for i in range(2)
+        ]
+        return rows_to_frame(rows, {"text": pl.Utf8})
+
+    return ol_up
+
+
+def test_a_failing_step_lists_its_inputs(receiver, tmp_path):
+    ol_up = _upstream("ol_up")
+
+    @dg.asset(hooks={lineage_failure_hook})
+    def ol_broken(ol_up: pl.DataFrame) -> pl.DataFrame:
+        raise ValueError("the stage broke")
+
+    result = dg.materialize(
+        [ol_up, ol_broken],
+        resources={"io_manager": _io_manager(tmp_path, transport="http", url=receiver.url)},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    start, fail = receiver.of_job("synth.ol_broken")
+    assert (start["eventType"], fail["eventType"]) == ("START", "FAIL")
+    upstream = str(tmp_path / "ol_up.parquet")
+    assert [(i["namespace"], i["name"]) for i in fail["inputs"]] == [("file", upstream)]
+    assert fail["inputs"][0]["facets"]["schema"]["fields"][0]["name"] == "text"
+    assert [i["name"] for i in start["inputs"]] == [upstream]
+    assert receiver.problems == []
+
+
+def test_a_failed_run_sends_fail_for_assets_no_step_reported(receiver, tmp_path):
+    """mid raises (its hook reports it); last is never run: the run-failure sensor sends its
+    FAIL, with its input, and nothing for the assets already reported or written."""
+    ol_up = _upstream("ol_first")
+
+    @dg.asset(name="ol_mid", hooks={lineage_failure_hook})
+    def ol_mid(ol_first: pl.DataFrame) -> pl.DataFrame:
+        raise RuntimeError("worker lost")
+
+    @dg.asset(name="ol_last", hooks={lineage_failure_hook})
+    def ol_last(ol_mid: pl.DataFrame) -> pl.DataFrame:
+        return ol_mid
+
+    io_manager = _io_manager(tmp_path, transport="http", url=receiver.url)
+    instance = dg.DagsterInstance.ephemeral()
+    assets = [ol_up, ol_mid, ol_last]
+    result = dg.materialize(
+        assets, resources={"io_manager": io_manager}, instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    assert receiver.of_job("synth.ol_last") == []
+    [failure] = instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+    ).records
+    with dg.build_run_status_sensor_context(
+        sensor_name=openlineage_run_failures.name,
+        dagster_event=failure.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+        resources={"io_manager": io_manager},
+        repository_def=dg.Definitions(assets=assets).get_repository_def(),
+    ) as context:
+        reply = openlineage_run_failures(context)
+    assert "sent FAIL for 1 of 1" in reply.skip_message
+    [fail] = receiver.of_job("synth.ol_last")
+    assert fail["eventType"] == "FAIL"
+    assert fail["run"]["runId"] == RunRef(result.run_id, "", "ol_last").run_id
+    # ol_mid was never written: named as any upstream this IO manager holds no file for
+    assert [i["name"] for i in fail["inputs"]] == [str(tmp_path / "ol_mid")]
+    assert fail["outputs"][0]["name"] == str(tmp_path / "ol_last.parquet")
+    error = fail["run"]["facets"]["errorMessage"]
+    assert "worker lost" in error["stackTrace"] and error["message"]
+    assert [e["eventType"] for e in receiver.of_job("synth.ol_mid")] == ["START", "FAIL"]
+    assert [e["eventType"] for e in receiver.of_job("synth.ol_first")] == ["START", "COMPLETE"]
+    assert receiver.problems == []

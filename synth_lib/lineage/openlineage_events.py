@@ -4,7 +4,8 @@ Pure: no Dagster import, so the event shapes are unit-testable and any runner (D
 GPU box, a notebook) can emit the same events. One asset materialization is one
 OpenLineage run of the job `synth.<asset key>`; its run id is derived from the Dagster run
 id, asset key and partition, so START, COMPLETE and FAIL of one materialization always
-share it, and the Dagster run is the parent run.
+share it, and the Dagster run is the parent run. Every event and facet names the repository's
+URL (`[project.urls]` in pyproject) as its producer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +38,30 @@ from openlineage.client.facet_v2 import (
 from synth_lib.provenance.schema import PROVENANCE_COLUMNS, content_hash
 
 DEFAULT_NAMESPACE = "synth"
-DEFAULT_PRODUCER = "urn:synth:code-location"
+FALLBACK_PRODUCER = "urn:synth:code-location"
+# the labels pyproject's [project.urls] may give the source repository, best first
+_REPOSITORY_LABELS = ("repository", "source", "source code", "homepage")
 PROVENANCE_FACET = "synth_provenance"
 PROVENANCE_FACET_SCHEMA_ID = "urn:synth:spec:facets:1-0-0:SynthProvenanceDatasetFacet"
 PROVENANCE_FACET_SCHEMA_URL = f"{PROVENANCE_FACET_SCHEMA_ID}#/$defs/SynthProvenanceDatasetFacet"
 _RUN_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:synth:openlineage:run")
+
+
+def repository_url(distribution: str = "synth") -> str:
+    """The installed distribution's repository URL (`[project.urls]`), the OpenLineage
+    producer; `FALLBACK_PRODUCER` where the package is not installed or names no URL."""
+    try:
+        entries = importlib_metadata.metadata(distribution).get_all("Project-URL") or []
+    except importlib_metadata.PackageNotFoundError:
+        return FALLBACK_PRODUCER
+    urls = {}
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        urls[label.strip().lower()] = url.strip()
+    return next((urls[label] for label in _REPOSITORY_LABELS if urls.get(label)), FALLBACK_PRODUCER)
+
+
+DEFAULT_PRODUCER = repository_url()
 
 PROVENANCE_FACET_SCHEMA: dict[str, Any] = json.loads(
     (Path(__file__).parent / "provenance_facet.schema.json").read_text()
