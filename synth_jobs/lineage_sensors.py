@@ -40,12 +40,13 @@ def unreported_assets(context: dg.RunFailureSensorContext) -> list[Failed]:
 
 
 def _error(context: dg.RunFailureSensorContext) -> tuple[str, str]:
-    """The run's failure message, and the failed steps' errors as the stack trace."""
+    """The run's failure message, and the run's and failed steps' errors as the stack trace."""
     message = context.failure_event.message or f"run {context.dagster_run.run_id} failed"
+    events = [context.failure_event, *context.get_step_failure_events()]
     errors = [
-        event.event_specific_data.error.to_string()
-        for event in context.get_step_failure_events()
-        if getattr(event.event_specific_data, "error", None) is not None
+        error.to_string()
+        for event in events
+        if (error := getattr(event.event_specific_data, "error", None)) is not None
     ]
     return message, "\n".join(errors)
 

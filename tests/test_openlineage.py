@@ -615,3 +615,59 @@ def test_a_failed_run_sends_fail_for_assets_no_step_reported(receiver, tmp_path)
     assert [e["eventType"] for e in receiver.of_job("synth.ol_mid")] == ["START", "FAIL"]
     assert [e["eventType"] for e in receiver.of_job("synth.ol_first")] == ["START", "COMPLETE"]
     assert receiver.problems == []
+
+
+class _DeviceLost(dg.ConfigurableResource):
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        raise RuntimeError("device lost")
+
+
+def test_a_run_that_fails_before_any_step_sends_fail(receiver, tmp_path):
+    """A resource that cannot start fails the run before the step: no hook runs, so only the
+    run-failure sensor can say the asset failed."""
+    ol_source = _upstream("ol_source")
+
+    @dg.asset(name="ol_needs_device", hooks={lineage_failure_hook})
+    def ol_needs_device(ol_source: pl.DataFrame, device: _DeviceLost) -> pl.DataFrame:
+        return ol_source
+
+    io_manager = _io_manager(tmp_path, transport="http", url=receiver.url)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"io_manager": io_manager, "device": _DeviceLost()}
+    assert dg.materialize([ol_source], resources=resources, instance=instance).success
+    result = dg.materialize(
+        [ol_source, ol_needs_device],
+        selection=["ol_needs_device"],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success and receiver.of_job("synth.ol_needs_device") == []
+    [failure] = instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+    ).records
+    with dg.build_run_status_sensor_context(
+        sensor_name=openlineage_run_failures.name,
+        dagster_event=failure.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+        resources={"io_manager": io_manager},
+        repository_def=dg.Definitions(
+            assets=[ol_source, ol_needs_device], resources=resources
+        ).get_repository_def(),
+    ) as context:
+        openlineage_run_failures(context)
+    [fail] = receiver.of_job("synth.ol_needs_device")
+    assert fail["eventType"] == "FAIL"
+    upstream = str(tmp_path / "ol_source.parquet")
+    assert [i["name"] for i in fail["inputs"]] == [upstream]
+    assert "schema" in fail["inputs"][0]["facets"]
+    assert "device lost" in fail["run"]["facets"]["errorMessage"]["stackTrace"]
+    assert receiver.problems == []
+
+
+def test_the_code_location_runs_the_failure_sensor():
+    from synth_jobs.definitions import defs
+
+    sensor = defs.resolve_sensor_def("openlineage_run_failures")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
