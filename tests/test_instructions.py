@@ -151,5 +151,6 @@ def test_persona_probe_measures_a_gain_on_the_same_seeds():
     engine = ScriptedEngine(responder())
     gain = persona_probe(SEEDS, engine, load_personas(), _bag_of_words, variants=2)
     assert gain["rows_with_personas"] == gain["rows_without_personas"] == 8
+    assert gain["lost_with_personas"] == gain["lost_without_personas"] == {}
     assert gain["distinct_2_gain"] > 1.0 and gain["embedding_spread_gain"] > 1.0
     assert gain["within_seed_spread_without"] == 0.0 < gain["within_seed_spread_with"]

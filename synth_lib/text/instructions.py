@@ -325,7 +325,7 @@ def persona_probe(
     *,
     variants: int = 2,
     settings: InstructionSettings | None = None,
-) -> dict[str, float | int | None]:
+) -> dict[str, Any]:
     """The persona diversity gain: first instructions for the same seeds and sampling seeds,
     `variants` per seed, with a persona and without one. Variant 0 with personas is the
     request the stage itself makes, so it comes from the response cache."""
@@ -339,8 +339,16 @@ def persona_probe(
         for variant in range(variants)
     ]  # fmt: skip
     results = engine.generate([request for _, _, request in planned])
+    lost: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
     for (use, group, _), result in zip(planned, results, strict=True):
-        text = clean_instruction(result.text) if generation_verdict(result).passed else ""
+        verdict = generation_verdict(result)
+        text = clean_instruction(result.text) if verdict.passed else ""
         if text:
             sides[use].append((group, text))
-    return diversity_gain(sides[True], sides[False], embedder)
+        else:
+            lost[use][(verdict.reason or "empty").split(":")[0]] += 1
+    out = diversity_gain(sides[True], sides[False], embedder)
+    # a side that loses more requests is measured on fewer rows: say so beside the ratios
+    out["lost_with_personas"] = dict(lost[True])
+    out["lost_without_personas"] = dict(lost[False])
+    return out
