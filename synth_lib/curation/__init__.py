@@ -7,4 +7,5 @@
 - `anchor_filter`: embedding cosine window to the human anchors
 - `drift`: collapse/drift metrics and their bounds
 - `quality_gates`: Great Expectations gates (`run_gates`)
+- `pii_rescan`: the seed PII scrubber over generated rows (`rescan_generated`)
 """
