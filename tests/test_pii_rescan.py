@@ -117,6 +117,35 @@ def test_generated_rows_are_scrubbed_and_reidentified():
     assert report.replaced_ids == {mix.item(i, "id"): out.item(i, "id") for i in (1, 3, 4)}
 
 
+def test_verified_code_with_pii_is_quarantined_not_rewritten():
+    """A scrubbed program is not the one that passed its tests: it leaves the mix whole."""
+    seed = make_row(
+        stage="code_seeds",
+        payload={"prompt": "p", "response": "r"},
+        ctx=CTX,
+        source=Source("d", "x", "MIT"),
+    )
+    solutions = [
+        make_row(
+            stage="verified_code",
+            payload={"prompt": "ping it", "response": code},
+            ctx=CTX,
+            parents=[seed],
+            generator=MODEL,
+        )
+        for code in ('print(ping("8.8.8.8"))', "print(1 + 1)")
+    ]
+    frame = to_mix_schema(
+        rows_to_frame(solutions, {"prompt": pl.Utf8, "response": pl.Utf8}), "code_solution"
+    )
+    out, report = rescan_generated(frame)
+    assert out.get_column("id").to_list() == [solutions[1]["id"]]
+    assert out.row(0) == frame.row(1)
+    assert report.quarantined_ids == [solutions[0]["id"]] and report.quarantined_rows == 1
+    assert report.scrubbed_rows == 0 and dict(report.counts) == {"ipv4": 1}
+    assert report.metadata()["pii_rescan_quarantined_rows"] == 1
+
+
 def test_a_clean_frame_comes_back_as_is():
     frames = _rows()
     clean = _mix(frames).filter(~pl.col("text").str.contains("@|555"))

@@ -5,9 +5,12 @@ memorised. Every generated (`is_synthetic`) row of a mix-schema frame goes throu
 scrubber (`synth_lib.seeds.pii`) field by field: `text`, `prompt`, `response`, `chosen`,
 `rejected` and each message's `content`.
 
-Scrub, not quarantine: the placeholder (`<EMAIL>`) leaves the row as useful as a scrubbed
-seed, and the seeds already train the model on those placeholders. Dropping the row would
-also drop its human parent's share of the mix for one address.
+Scrub, not quarantine, for text: the placeholder (`<EMAIL>`) leaves the row as useful as a
+scrubbed seed, and the seeds already train the model on those placeholders; dropping the row
+would lose its whole content for one address. Quarantine for executed kinds (verified code
+solutions, execution traces): a program with `<IPV4>` in place of an address is no longer
+the program that passed its tests, so its verdicts would be false. Quarantined rows leave
+the mix and stay in their stage's output; their ids are in the report.
 
 A scrubbed row has a new payload, so it gets a new content-addressed id: the same stage, its
 one parent the generated row it was scrubbed from (still in that stage's output, so lineage
@@ -29,6 +32,8 @@ from synth_lib.seeds.pii import scrub_pii
 
 TEXT_FIELDS = ("text", "prompt", "response", "chosen", "rejected")
 VERDICT_NAME = "pii_rescan"
+# mix kinds whose payload was executed and verified: scrubbing would void the verdicts
+EXECUTED_KINDS = frozenset({"code_solution", "execution_trace"})
 
 
 @dataclass
@@ -38,12 +43,16 @@ class RescanReport:
     generated_rows: int = 0
     scrubbed_rows: int = 0
     counts: Counter[str] = field(default_factory=Counter)
+    quarantined_rows: int = 0
     replaced_ids: dict[str, str] = field(default_factory=dict)  # old id → new id
+    quarantined_ids: list[str] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
         return {
             "pii_rescan_generated_rows": self.generated_rows,
             "pii_rescan_scrubbed_rows": self.scrubbed_rows,
+            "pii_rescan_quarantined_rows": self.quarantined_rows,
+            "pii_rescan_quarantined_ids": self.quarantined_ids[:20],
             "pii_rescan_counts": dict(sorted(self.counts.items())),
         }
 
@@ -82,14 +91,17 @@ def _payload(row: Mapping[str, Any], payload_columns: list[str]) -> dict[str, An
     return {name: row[name] for name in payload_columns}
 
 
-def rescan_generated(frame: pl.DataFrame) -> tuple[pl.DataFrame, RescanReport]:
+def rescan_generated(
+    frame: pl.DataFrame, quarantine_kinds: frozenset[str] = EXECUTED_KINDS
+) -> tuple[pl.DataFrame, RescanReport]:
     """Scrub PII from the generated rows of a mix-schema `frame`, keeping row order; the new
-    ids hash every non-provenance column, as a stage's ids hash its payload."""
+    ids hash every non-provenance column, as a stage's ids hash its payload. Rows of
+    `quarantine_kinds` that hold PII are left out instead (counted, ids reported)."""
     report = RescanReport()
     if frame.is_empty():
         return frame, report
     payload_columns = [c for c in frame.columns if c not in PROVENANCE_COLUMNS]
-    rows = frame.to_dicts()
+    rows: list[dict[str, Any] | None] = list(frame.to_dicts())
     for index, row in enumerate(rows):
         if not row["is_synthetic"]:
             continue
@@ -97,8 +109,13 @@ def rescan_generated(frame: pl.DataFrame) -> tuple[pl.DataFrame, RescanReport]:
         scrubbed, counts = _scrub_row(row)
         if not counts:
             continue
-        report.scrubbed_rows += 1
         report.counts += counts
+        if row["kind"] in quarantine_kinds:
+            report.quarantined_rows += 1
+            report.quarantined_ids.append(row["id"])
+            rows[index] = None
+            continue
+        report.scrubbed_rows += 1
         parents = [row["id"]]
         scrubbed["id"] = row_id(row["stage"], parents, _payload(scrubbed, payload_columns))
         scrubbed["parent_ids"] = parents
@@ -113,6 +130,6 @@ def rescan_generated(frame: pl.DataFrame) -> tuple[pl.DataFrame, RescanReport]:
         ]
         report.replaced_ids[row["id"]] = scrubbed["id"]
         rows[index] = scrubbed
-    if not report.scrubbed_rows:
+    if not report.scrubbed_rows and not report.quarantined_rows:
         return frame, report
-    return pl.DataFrame(rows, schema=frame.schema), report
+    return pl.DataFrame([r for r in rows if r is not None], schema=frame.schema), report
