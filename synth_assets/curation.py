@@ -20,18 +20,28 @@ from synth_assets.common import frame_metadata
 from synth_lib.curation.decontam import BenchmarkIndex, DecontamConfig
 from synth_lib.curation.dedup import DedupConfig
 from synth_lib.curation.drift import evaluate_bounds, trend_markdown
+from synth_lib.curation.incremental import benchmark_digest, curate_shards
 from synth_lib.curation.quality_gates import DEFAULT_STAGES, run_gates
 from synth_lib.curation.steps import (
     CurationSettings,
     benchmark_index,
     bounds,
-    curate_mix,
     text_view,
 )
 from synth_lib.provenance.rollback import active_entries, drop_rolled_back, removed_by
 from synth_lib.reporting import counts_table
+from synth_lib.seeds.seed_dir import benchmark_dir_files
+from synth_lib.seeds.sharding import shard_sort_key
 
 ASSET = "decontaminated_mix"
+# refresh once new shards of the mix land and nothing upstream is still running, and only
+# when the upstream blocking checks passed
+AFTER_NEW_SHARDS = (
+    dg.AutomationCondition.any_deps_updated()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after new shards, upstream checks passed")
 TREND_METRICS = ("distinct_2_ratio", "kl_to_human", "length_mean_ratio", "anchor_coverage")
 
 
@@ -39,9 +49,12 @@ class CurationConfig(dg.Config):
     """Benchmarks, thresholds and bounds for turning the training mix into a defensible one."""
 
     benchmark_paths: list[str] = Field(
-        default_factory=lambda: [p for p in [os.environ.get("SYNTH_GSM8K_TEST_PATH", "")] if p],
+        default_factory=lambda: (
+            [p for p in [os.environ.get("SYNTH_GSM8K_TEST_PATH", "")] if p]
+            + benchmark_dir_files(os.environ.get("SYNTH_BENCHMARK_DIR", ""))
+        ),
         description="Benchmark JSONL/Parquet files (text column guessed: question, prompt, ...). "
-        "Default: SYNTH_GSM8K_TEST_PATH when set.",
+        "Default: SYNTH_GSM8K_TEST_PATH when set, and every file in SYNTH_BENCHMARK_DIR.",
     )
     humaneval: bool = Field(default=True, description="Decontaminate against HumanEval too.")
     ngram: int = Field(default=13, description="Word n-gram overlap size (13 GPT-3, 8 Llama 3).")
@@ -150,14 +163,24 @@ def _drift_result(context: dg.AssetCheckExecutionContext, hard: bool) -> dg.Asse
     )
 
 
-@dg.asset(group_name="curation", kinds={"polars"}, code_version="curation-1", deps=["rollbacks"])
+@dg.asset(
+    group_name="curation",
+    kinds={"polars"},
+    code_version="curation-2",
+    deps=["rollbacks"],
+    automation_condition=AFTER_NEW_SHARDS,
+)
 def decontaminated_mix(
     context: dg.AssetExecutionContext,
     config: CurationConfig,
     storage: SynthStorage,
-    training_mix: pl.DataFrame,
+    training_mix: dict[str, pl.LazyFrame],
 ) -> dg.MaterializeResult:
-    """The training mix after decontamination, near-duplicate removal and anchor filtering."""
+    """Every shard of the mix after decontamination, near-duplicate removal and anchors.
+
+    Shard by shard, with persisted per-shard work (`synth_lib.curation.incremental`): a new
+    shard is scanned and hashed once and compared against the stored index of the others.
+    """
     index = benchmark_index(config.model_dump())
     settings = CurationSettings(
         dedup=DedupConfig(
@@ -170,10 +193,36 @@ def decontaminated_mix(
         anchor_high=config.anchor_high,
         coverage_cosine=config.coverage_cosine,
     )
-    # a rollback recorded since the mix was built applies here too
-    removals = removed_by(active_entries(storage.home), [training_mix])
-    training_mix, rolled_back = drop_rolled_back(training_mix, removals)
-    outcome = curate_mix(training_mix, index, settings)
+    if not training_mix:
+        raise dg.Failure("no shard of training_mix is materialized yet: run synth_shards first")
+    entries = active_entries(storage.home)
+    rolled_back_rows: dict[str, int] = {}
+    input_rows: dict[str, int] = {}
+
+    def loader(shard: str, lazy: pl.LazyFrame):
+        def load() -> pl.DataFrame:
+            # a rollback recorded since the mix was built applies here too
+            frame = lazy.collect()
+            kept, rolled_back = drop_rolled_back(frame, removed_by(entries, [frame]))
+            rolled_back_rows[shard], input_rows[shard] = rolled_back.height, frame.height
+            return kept
+
+        return load
+
+    shards = {
+        shard: loader(shard, training_mix[shard])
+        for shard in sorted(training_mix, key=shard_sort_key)
+    }
+    spec = config.model_dump(
+        include={"benchmark_paths", "humaneval", "ngram", "min_overlap", "containment"}
+    )
+    outcome, work = curate_shards(
+        shards,
+        index,
+        benchmark_digest(spec, config.benchmark_paths),
+        settings,
+        storage.stage_dir("curation_index"),
+    )
     if outcome.empty.height:
         context.log.warning(f"{outcome.empty.height} mix rows have no text, prompt or response")
     if (
@@ -183,12 +232,12 @@ def decontaminated_mix(
         context.log.warning("no human rows in the mix: anchor filtering skipped")
     anchors, metrics, out = outcome.anchors, outcome.drift, outcome.kept
     rejected_rows, rejected_path = _write_rejects(storage, outcome.rejected)
-    spec = config.model_dump(
-        include={"benchmark_paths", "humaneval", "ngram", "min_overlap", "containment"}
-    )
     extra = {
-        "input_rows": training_mix.height,
-        "removed_by_rollback": rolled_back.height,
+        "input_rows": sum(input_rows.values()),
+        "shards": len(shards),
+        "shards_indexed_now": work["shards_indexed"],
+        "rows_indexed_now": work["rows_indexed"],
+        "removed_by_rollback": sum(rolled_back_rows.values()),
         "rows_without_text": outcome.empty.height,
         "flagged_by_benchmark": dg.MetadataValue.json(index.counts(outcome.matches)),
         "check_spec": dg.MetadataValue.json(

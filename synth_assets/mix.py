@@ -6,6 +6,7 @@ from pydantic import Field
 
 from resources.storage import SynthStorage
 from synth_assets.common import frame_output
+from synth_assets.partitions import SHARDED
 from synth_lib.mix.shards import (
     ManifestError,
     accepted_only,
@@ -39,6 +40,11 @@ class MixConfig(dg.Config):
     rows_per_shard: int = Field(default=5000, description="Rows per Parquet shard.")
 
 
+def _shard_dir(storage: SynthStorage, shard: str):
+    """Where one seed shard's mix files and manifest live."""
+    return storage.stage_dir(f"training_mix_shards/{shard}")
+
+
 def _composition(frame: pl.DataFrame, column: pl.Expr) -> dict[str, int]:
     if frame.is_empty():
         return {}
@@ -49,7 +55,8 @@ def _composition(frame: pl.DataFrame, column: pl.Expr) -> dict[str, int]:
 @dg.asset(
     group_name="mix",
     kinds={"polars", "parquet"},
-    code_version="mix-1",
+    code_version="mix-2",
+    **SHARDED,
     ins={name: dg.AssetIn() for name in [*REAL_INPUTS, *SYNTHETIC_INPUTS, "debate_verdicts"]},
 )
 def training_mix(
@@ -58,14 +65,14 @@ def training_mix(
     storage: SynthStorage,
     **inputs: pl.DataFrame,
 ) -> dg.MaterializeResult:
-    """All accepted synthetic rows plus real rows at the configured ratio, shuffled."""
+    """A shard's accepted synthetic rows plus its real rows at the configured ratio, shuffled."""
     real = pl.concat([to_mix_schema(inputs[n], kind) for n, kind in REAL_INPUTS.items()])
     candidates = pl.concat(
         [to_mix_schema(accepted_only(inputs[n]), kind) for n, kind in SYNTHETIC_INPUTS.items()]
     )
     synthetic, debated_out = drop_rejected(candidates, inputs["debate_verdicts"])
     mix, plan = build_mix(real, synthetic, config.real_per_synthetic, config.seed)
-    target = storage.stage_dir("training_mix_shards")
+    target = _shard_dir(storage, context.partition_key)
     manifest = write_shards(
         mix,
         target,
@@ -149,9 +156,11 @@ def training_mix_not_smoke_model(training_mix: pl.DataFrame) -> dg.AssetCheckRes
 
 
 @dg.asset_check(asset=training_mix, blocking=True, description="Shards match their manifest.")
-def training_mix_shards_verified(storage: SynthStorage) -> dg.AssetCheckResult:
+def training_mix_shards_verified(
+    context: dg.AssetCheckExecutionContext, storage: SynthStorage
+) -> dg.AssetCheckResult:
     try:
-        manifest = verify_shards(storage.stage_dir("training_mix_shards"))
+        manifest = verify_shards(_shard_dir(storage, context.op_execution_context.partition_key))
     except (ManifestError, FileNotFoundError) as exc:
         return dg.AssetCheckResult(
             passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc)
