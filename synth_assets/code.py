@@ -9,7 +9,6 @@ from pydantic import Field
 from resources.engine import GenerationEngine
 from resources.sandbox import CodeSandbox
 from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
-from synth_assets.partitions import SHARDED
 from synth_lib.code.execution_traces import TEMPLATE as TRACE_TEMPLATE
 from synth_lib.code.execution_traces import recheck, trace
 from synth_lib.code.verified_code import (
@@ -50,11 +49,9 @@ TRACE_SCHEMA = {
 class CodeProblemsConfig(dg.Config):
     """How many code seeds become problems, and how to sample the statements."""
 
-    max_seeds: int = Field(
-        default=8, description="Code seeds per shard to write problems for (0: all)."
-    )
+    max_seeds: int = Field(default=3, description="Code seeds to write problems for (0: all).")
     temperature: float = Field(default=0.7, description="Sampling temperature.")
-    max_tokens: int = Field(default=256, description="Completion budget per problem statement.")
+    max_tokens: int = Field(default=160, description="Completion budget per problem statement.")
     seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
 
 
@@ -63,14 +60,18 @@ class VerifiedCodeConfig(dg.Config):
 
     candidates: int = Field(default=2, description="Candidate solutions per problem (N).")
     temperature: float = Field(default=0.8, description="Sampling temperature.")
-    max_tokens: int = Field(default=512, description="Completion budget per candidate/repair.")
+    max_tokens: int = Field(default=256, description="Completion budget per candidate/repair.")
     seed: int = Field(default=0, description="Base sampling seed; candidate k uses seed + k.")
 
 
 class TracesConfig(dg.Config):
     """How many generated inputs per stdlib function, and their seed."""
 
-    per_function: int = Field(default=20, description="Generated calls per traced function.")
+    per_function: int = Field(
+        default=2,
+        description="Generated calls per traced function (20 made ~540 traces a shard, which "
+        "crowded every model-written row out of the 1:1 mix).",
+    )
     seed: int = Field(default=0, description="Input-generator seed.")
     calls_per_process: int = Field(default=200, description="Calls batched per sandbox process.")
 
@@ -79,7 +80,6 @@ class TracesConfig(dg.Config):
     group_name="code",
     kinds={"polars"},
     code_version=f"code-problems-1-{load_template(TEMPLATES[0]).hash[:12]}",
-    **SHARDED,
     **GPU_STEP,
 )
 def code_problems(
@@ -119,7 +119,6 @@ def code_problems(
         ),
     },
     code_version=f"verified-code-1-{templates_hash(*TEMPLATES)}",
-    **SHARDED,
     **GPU_STEP,
 )
 def verified_code(
@@ -168,7 +167,6 @@ def verified_code(
     group_name="code",
     kinds={"polars"},
     code_version=f"execution-traces-1-{load_template(TRACE_TEMPLATE).hash[:12]}",
-    **SHARDED,
 )
 def execution_traces(
     context: dg.AssetExecutionContext,

@@ -8,11 +8,11 @@ from pydantic import Field
 
 from resources.engine import GenerationEngine
 from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
-from synth_assets.partitions import SHARDED
 from synth_lib.engines.base import SamplingParams
 from synth_lib.prompts import load_template, templates_hash
 from synth_lib.provenance.schema import rows_to_frame
 from synth_lib.reporting import counts_table, histogram_png_markdown
+from synth_lib.text.content_gate import ContentThresholds
 from synth_lib.text.rephrase import STAGE, STYLE_TEMPLATES, rephrase
 
 PAYLOAD_SCHEMA = {
@@ -27,16 +27,29 @@ PAYLOAD_SCHEMA = {
 class RephraseConfig(dg.Config):
     """Which seeds to rephrase, in which styles, and how to sample."""
 
-    max_seeds: int = Field(default=24, description="Text seeds to rephrase per shard (0: all).")
+    max_seeds: int = Field(default=8, description="Text seeds to rephrase (0: all).")
+    max_passage_chars: int = Field(
+        default=700,
+        description="Rephrase only passages up to this long (0: any): a 135M model rambles "
+        "past its budget on long ones.",
+    )
     styles: list[str] = Field(
         default=list(STYLE_TEMPLATES), description=f"Subset of {list(STYLE_TEMPLATES)}."
     )
-    temperature: float = Field(default=0.8, description="Sampling temperature.")
+    temperature: float = Field(default=0.7, description="Sampling temperature.")
     top_p: float = Field(default=0.95, description="Nucleus sampling mass.")
-    max_tokens: int = Field(default=128, description="Completion budget; hitting it = truncated.")
+    max_tokens: int = Field(default=200, description="Completion budget; hitting it = truncated.")
     seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
     max_copy_jaccard: float = Field(
         default=0.7, description="Word 3-gram Jaccard with the seed above which a row is a copy."
+    )
+    min_content_support: float = Field(
+        default=0.3,
+        description="Content gate: least share of the rewrite's key terms found in its passage.",
+    )
+    min_content_coverage: float = Field(
+        default=0.15,
+        description="Content gate: least share of the passage's key terms the rewrite carries.",
     )
 
 
@@ -44,7 +57,6 @@ class RephraseConfig(dg.Config):
     group_name="synthetic",
     kinds={"polars"},
     code_version=f"rephrase-1-{templates_hash(*STYLE_TEMPLATES.values())}",
-    **SHARDED,
     **GPU_STEP,
 )
 def rephrasings(
@@ -55,6 +67,8 @@ def rephrasings(
 ) -> dg.MaterializeResult:
     """Rewrite seed passages in four styles; rejected outputs stay as rows with their reason."""
     seeds = text_seeds.sort("id")
+    if config.max_passage_chars:
+        seeds = seeds.filter(pl.col("text").str.len_chars() <= config.max_passage_chars)
     if config.max_seeds:
         seeds = seeds.head(config.max_seeds)
     cached = engine.engine_for(STAGE)
@@ -67,6 +81,7 @@ def rephrasings(
         sampling=SamplingParams(config.temperature, config.top_p, config.max_tokens),
         seed=config.seed,
         max_copy_jaccard=config.max_copy_jaccard,
+        content=ContentThresholds(config.min_content_support, config.min_content_coverage),
     )
     elapsed = time.perf_counter() - began
     frame = rows_to_frame(outcome.rows, PAYLOAD_SCHEMA)
