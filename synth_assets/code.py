@@ -9,6 +9,7 @@ from pydantic import Field
 from resources.engine import GenerationEngine
 from resources.sandbox import CodeSandbox
 from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
+from synth_assets.partitions import SHARDED
 from synth_lib.code.execution_traces import TEMPLATE as TRACE_TEMPLATE
 from synth_lib.code.execution_traces import recheck, trace
 from synth_lib.code.verified_code import (
@@ -49,7 +50,9 @@ TRACE_SCHEMA = {
 class CodeProblemsConfig(dg.Config):
     """How many code seeds become problems, and how to sample the statements."""
 
-    max_seeds: int = Field(default=3, description="Code seeds to write problems for (0: all).")
+    max_seeds: int = Field(
+        default=3, description="Code seeds per shard to write problems for (0: all)."
+    )
     temperature: float = Field(default=0.7, description="Sampling temperature.")
     max_tokens: int = Field(default=160, description="Completion budget per problem statement.")
     seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
@@ -80,6 +83,7 @@ class TracesConfig(dg.Config):
     group_name="code",
     kinds={"polars"},
     code_version=f"code-problems-1-{load_template(TEMPLATES[0]).hash[:12]}",
+    **SHARDED,
     **GPU_STEP,
 )
 def code_problems(
@@ -119,6 +123,7 @@ def code_problems(
         ),
     },
     code_version=f"verified-code-1-{templates_hash(*TEMPLATES)}",
+    **SHARDED,
     **GPU_STEP,
 )
 def verified_code(
@@ -167,6 +172,7 @@ def verified_code(
     group_name="code",
     kinds={"polars"},
     code_version=f"execution-traces-1-{load_template(TRACE_TEMPLATE).hash[:12]}",
+    **SHARDED,
 )
 def execution_traces(
     context: dg.AssetExecutionContext,

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from resources.engine import GenerationEngine
 from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
+from synth_assets.partitions import SHARDED, shard_of
 from synth_lib.engines.base import SamplingParams
 from synth_lib.engines.cache import CachedEngine
 from synth_lib.prompts import load_template, templates_hash
@@ -20,6 +21,7 @@ from synth_lib.reasoning.curate import curate
 from synth_lib.reasoning.debate_targets import debate_targets
 from synth_lib.reasoning.tasks import DEFAULT_TASKS, DIFFICULTY_LEVELS
 from synth_lib.reporting import counts_table, markdown_table
+from synth_lib.seeds.sharding import REASONING_GYM
 
 GROUP = "reasoning"
 JUDGE_TEMPLATES = (judge.CONSTITUTION, judge.PAIRWISE_TEMPLATE, judge.SCORE_TEMPLATE)
@@ -48,18 +50,30 @@ class ReasoningTasksConfig(dg.Config):
     difficulties: list[str] = Field(
         default=["easy", "medium"], description=f"Subset of {list(DIFFICULTY_LEVELS)}."
     )
-    per_cell: int = Field(default=1, description="Problems per (task, difficulty).")
-    seed: int = Field(default=0, description="Base seed of the generators (recorded per row).")
+    per_cell: int = Field(
+        default=0, description="Problems per (task, difficulty) (0: the shard key's size)."
+    )
+    seed: int = Field(
+        default=0,
+        description="Base seed of the generators (recorded per row); shard n uses seed + n.",
+    )
 
 
-@dg.asset(group_name=GROUP, kinds={"polars"}, code_version="reasoning-tasks-1")
+@dg.asset(group_name=GROUP, kinds={"polars"}, code_version="reasoning-tasks-2", **SHARDED)
 def reasoning_tasks(
     context: dg.AssetExecutionContext, config: ReasoningTasksConfig
 ) -> dg.MaterializeResult:
-    """Procedural problems with their own scorers; each row is a seed (source = generator+seed)."""
-    rows = tasks.reasoning_gym_rows(
-        config.tasks, config.difficulties, config.per_cell, row_context(context), config.seed
-    )
+    """Procedural problems of an `rgym-*` shard (other shards: none), each row a seed."""
+    key = shard_of(context)
+    rows = []
+    if key.origin == REASONING_GYM:
+        rows = tasks.reasoning_gym_rows(
+            config.tasks,
+            config.difficulties,
+            config.per_cell or key.size,
+            row_context(context),
+            config.seed + key.index,
+        )
     frame = rows_to_frame(rows, tasks.PAYLOAD_SCHEMA)
     cells = frame.group_by("task_type", "difficulty").len().sort("task_type", "difficulty")
     extra = {
@@ -74,8 +88,10 @@ class CotConfig(dg.Config):
     """Sampling, verification, rejection sampling and weighting of chain-of-thought traces."""
 
     k: int = Field(default=4, description="Solutions sampled per problem (pass@K).")
-    max_math_problems: int = Field(default=4, description="GSM8K problems used (0: all).")
-    max_task_problems: int = Field(default=0, description="reasoning-gym problems used (0: all).")
+    max_math_problems: int = Field(default=4, description="GSM8K problems used per shard (0: all).")
+    max_task_problems: int = Field(
+        default=0, description="reasoning-gym problems used per shard (0: all)."
+    )
     temperature: float = Field(default=0.8, description="Sampling temperature of the solver.")
     top_p: float = Field(default=0.95, description="Nucleus sampling mass.")
     max_tokens: int = Field(default=160, description="Completion budget; hitting it = truncated.")
@@ -102,6 +118,7 @@ class CotConfig(dg.Config):
     group_name=GROUP,
     kinds={"polars"},
     code_version=f"cot-1-{templates_hash(*cot.TEMPLATES, *JUDGE_TEMPLATES)}",
+    **SHARDED,
     **GPU_STEP,
 )
 def cot_traces(
@@ -195,6 +212,7 @@ class PreferenceConfig(dg.Config):
     group_name=GROUP,
     kinds={"polars"},
     code_version=f"pairs-1-{templates_hash(*JUDGE_TEMPLATES)}",
+    **SHARDED,
     **GPU_STEP,
 )
 def preference_pairs(
@@ -257,7 +275,7 @@ class DebateConfig(dg.Config):
         default=0.25, description="Share of accepted rephrasings and judged pairs debated (by id)."
     )
     max_items: int = Field(
-        default=8, description="Cap on debated samples per source stage (0: no cap)."
+        default=8, description="Cap on debated samples per source stage and shard (0: no cap)."
     )
     rounds: int = Field(default=1, description="Proponent/opponent rounds before judging.")
     max_tokens: int = Field(default=128, description="Completion budget per debate turn.")
@@ -269,6 +287,7 @@ class DebateConfig(dg.Config):
     group_name=GROUP,
     kinds={"polars"},
     code_version=f"debate-1-{templates_hash(*debate.TEMPLATES)}",
+    **SHARDED,
     **GPU_STEP,
 )
 def debate_verdicts(

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from resources.engine import GenerationEngine
 from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
+from synth_assets.partitions import SHARDED
 from synth_lib.engines.base import SamplingParams
 from synth_lib.prompts import load_template, templates_hash
 from synth_lib.provenance.schema import rows_to_frame
@@ -27,7 +28,7 @@ PAYLOAD_SCHEMA = {
 class RephraseConfig(dg.Config):
     """Which seeds to rephrase, in which styles, and how to sample."""
 
-    max_seeds: int = Field(default=8, description="Text seeds to rephrase (0: all).")
+    max_seeds: int = Field(default=8, description="Text seeds to rephrase per shard (0: all).")
     max_passage_chars: int = Field(
         default=700,
         description="Rephrase only passages up to this long (0: any): a 135M model rambles "
@@ -57,6 +58,7 @@ class RephraseConfig(dg.Config):
     group_name="synthetic",
     kinds={"polars"},
     code_version=f"rephrase-1-{templates_hash(*STYLE_TEMPLATES.values())}",
+    **SHARDED,
     **GPU_STEP,
 )
 def rephrasings(
