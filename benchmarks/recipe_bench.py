@@ -27,6 +27,7 @@ from synth_lib.code.execution_traces import trace
 from synth_lib.code.explanations import explain_code
 from synth_lib.curation.anchor_filter import MiniLMEmbedder, embed
 from synth_lib.curation.stratify import coverage_entropy, entropy_after, plan_coverage
+from synth_lib.engines.base import SamplingParams
 from synth_lib.engines.factory import build_engine, resolve_model_dir
 from synth_lib.provenance.schema import RowContext, make_row
 from synth_lib.reasoning.search import SearchSettings, sample_at_budget, search
@@ -36,7 +37,7 @@ from synth_lib.sandbox.host import Sandbox, SandboxLimits
 from synth_lib.seeds.reference import reference_passages
 from synth_lib.seeds.stdlib_code import stdlib_functions
 from synth_lib.text.dialogues import generate_dialogues
-from synth_lib.text.instructions import generate_instructions, persona_probe
+from synth_lib.text.instructions import InstructionSettings, generate_instructions, persona_probe
 from synth_lib.text.personas import load_personas
 
 CTX = RowContext("bench")
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--parts", default="instructions,persona,dialogues,code,search,coverage",
                         help="comma-separated subset of the parts to run")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--instruction-tokens", type=int, default=96, help="instruction budget")
     args = parser.parse_args()
 
     model_dir = resolve_model_dir("", args.models_dir)
@@ -104,7 +106,10 @@ def main() -> None:
     report: dict = {"model": f"{engine.identity.model}@{engine.identity.revision[:12]}"}
 
     if "persona" in parts:
-        gain, s = _timed(persona_probe, seeds, engine, personas, embedder, variants=2)
+        settings = InstructionSettings(sampling=SamplingParams(max_tokens=args.instruction_tokens))
+        gain, s = _timed(
+            persona_probe, seeds, engine, personas, embedder, variants=2, settings=settings
+        )
         report["persona_diversity"] = {**gain, "seconds": round(s, 1)}
         print(json.dumps(report["persona_diversity"]), file=sys.stderr, flush=True)
     if parts & {"instructions", "coverage"}:

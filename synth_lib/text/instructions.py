@@ -56,7 +56,8 @@ _STOPWORDS = frozenset((
 class InstructionSettings:
     """Sampling, evolution depth and the gates' thresholds."""
 
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=96))
+    # 96 tokens truncated 5 of 6 persona-conditioned tasks of the 135M default model
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=192))
     response_sampling: SamplingParams = field(
         default_factory=lambda: SamplingParams(max_tokens=192)
     )
