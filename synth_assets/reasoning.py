@@ -275,7 +275,7 @@ class DebateConfig(dg.Config):
         default=0.25, description="Share of accepted rephrasings and judged pairs debated (by id)."
     )
     max_items: int = Field(
-        default=8, description="Cap on debated samples per source stage (0: no cap)."
+        default=8, description="Cap on debated samples per source stage and shard (0: no cap)."
     )
     rounds: int = Field(default=1, description="Proponent/opponent rounds before judging.")
     max_tokens: int = Field(default=128, description="Completion budget per debate turn.")

@@ -28,7 +28,7 @@ PAYLOAD_SCHEMA = {
 class RephraseConfig(dg.Config):
     """Which seeds to rephrase, in which styles, and how to sample."""
 
-    max_seeds: int = Field(default=8, description="Text seeds to rephrase (0: all).")
+    max_seeds: int = Field(default=8, description="Text seeds to rephrase per shard (0: all).")
     max_passage_chars: int = Field(
         default=700,
         description="Rephrase only passages up to this long (0: any): a 135M model rambles "
