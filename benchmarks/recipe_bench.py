@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--parts", default="instructions,persona,dialogues,code,search,coverage",
                         help="comma-separated subset of the parts to run")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--instruction-tokens", type=int, default=96, help="instruction budget")
+    parser.add_argument("--instruction-tokens", type=int, default=192, help="instruction budget")
     args = parser.parse_args()
 
     model_dir = resolve_model_dir("", args.models_dir)
