@@ -315,7 +315,13 @@ def graph(receiver, tmp_path_factory, smoke_models_dir):
             run_config={
                 "ops": {
                     "rephrasings": {
-                        "config": {"max_seeds": 2, "styles": ["easy", "qa"], "max_tokens": 24}
+                        "config": {
+                            "max_seeds": 2,
+                            "styles": ["easy", "qa"],
+                            "max_tokens": 24,
+                            # the reference seeds are longer than the default cap
+                            "max_passage_chars": 0,
+                        }
                     }
                 }
             },
