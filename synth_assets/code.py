@@ -1,6 +1,7 @@
-"""Code assets: problem statements, execution-verified solutions, and execution traces."""
+"""Code assets: problem statements, verified solutions, execution traces, explanations."""
 
 import random
+import time
 
 import dagster as dg
 import polars as pl
@@ -12,6 +13,9 @@ from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row
 from synth_assets.partitions import SHARDED
 from synth_lib.code.execution_traces import TEMPLATE as TRACE_TEMPLATE
 from synth_lib.code.execution_traces import recheck, trace
+from synth_lib.code.explanations import STAGE as EXPLANATION_STAGE
+from synth_lib.code.explanations import TEMPLATES as EXPLANATION_TEMPLATES
+from synth_lib.code.explanations import ExplanationSettings, explain_code
 from synth_lib.code.verified_code import (
     PROBLEM_STAGE,
     STAGE,
@@ -35,6 +39,7 @@ CODE_SCHEMA = {
     "repaired": pl.Boolean,
     "accepted": pl.Boolean,
     "reject_reason": pl.Utf8,
+    "reject_detail": pl.Utf8,
     "sandbox_mode": pl.Utf8,
 }
 RECHECK_SAMPLE = 25
@@ -50,8 +55,7 @@ TRACE_SCHEMA = {
 class CodeProblemsConfig(dg.Config):
     """How many code seeds become problems, and how to sample the statements."""
 
-    max_seeds: int = Field(
-        default=3, description="Code seeds per shard to write problems for (0: all)."
+    max_seeds: int = Field(default=3, description="Code seeds per shard to write problems for (0: all)."
     )
     temperature: float = Field(default=0.7, description="Sampling temperature.")
     max_tokens: int = Field(default=160, description="Completion budget per problem statement.")
@@ -155,6 +159,7 @@ def verified_code(
         "first_attempt_verdicts": dg.MetadataValue.json(meta["first_attempt_verdicts"]),
         "repair_verdicts": dg.MetadataValue.json(meta["repair_verdicts"]),
         "problem_rejections": dg.MetadataValue.md(counts_table(meta["problem_rejections"])),
+        "rejection_reasons": dg.MetadataValue.md(counts_table(meta["rejection_reasons"])),
         "template_hashes": dg.MetadataValue.json({n: load_template(n).hash for n in TEMPLATES}),
     }
     kept = rows_to_frame(outcome.rows, CODE_SCHEMA)
@@ -248,4 +253,96 @@ def execution_traces_reproduce(
             "mismatched": len(mismatched),
             "examples": dg.MetadataValue.json(mismatched[:5]),
         },
+    )
+
+
+EXPLANATION_SCHEMA = {
+    "prompt": pl.Utf8,
+    "response": pl.Utf8,
+    "function": pl.Utf8,
+    "expressions": pl.List(pl.Utf8),
+    "expected": pl.List(pl.Utf8),
+    "predicted": pl.List(pl.Utf8),
+    "accepted": pl.Boolean,
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+}
+
+
+class ExplanationsConfig(dg.Config):
+    """How many traced functions per shard get explained, and how each is verified."""
+
+    max_functions: int = Field(default=3, description="Traced code seeds per shard (0: all).")
+    traces_per_function: int = Field(
+        default=1, description="Sandbox-traced calls the explanation must let the model predict."
+    )
+    temperature: float = Field(default=0.7, description="Sampling temperature of explanations.")
+    max_tokens: int = Field(default=256, description="Completion budget of an explanation.")
+    seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
+
+
+@dg.asset(
+    group_name="code",
+    kinds={"polars"},
+    code_version=f"code-explanations-1-{templates_hash(*EXPLANATION_TEMPLATES)}",
+    **SHARDED,
+    **GPU_STEP,
+)
+def code_explanations(
+    context: dg.AssetExecutionContext,
+    config: ExplanationsConfig,
+    engine: GenerationEngine,
+    code_seeds: pl.DataFrame,
+    execution_traces: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """Llama 3 code-to-text: step-by-step explanations that must predict a sandboxed call."""
+    traced = set(execution_traces.get_column("function")) if execution_traces.height else set()
+    seeds = code_seeds.filter(pl.col("name").is_in(list(traced))) if traced else code_seeds.head(0)
+    seeds = seeds.sort("id")
+    if config.max_functions:
+        seeds = seeds.head(config.max_functions)
+    cached = engine.engine_for(EXPLANATION_STAGE)
+    began = time.perf_counter()
+    outcome = explain_code(
+        seeds.to_dicts(),
+        execution_traces.to_dicts(),
+        cached,
+        row_context(context),
+        ExplanationSettings(
+            sampling=SamplingParams(config.temperature, max_tokens=config.max_tokens),
+            seed=config.seed,
+            traces_per_function=config.traces_per_function,
+        ),
+    )
+    elapsed = time.perf_counter() - began
+    frame = rows_to_frame(outcome.rows, EXPLANATION_SCHEMA)
+    accepted = int(frame.get_column("accepted").sum()) if frame.height else 0
+    extra = {
+        **generation_metadata(cached, accepted, engine.prices()),
+        "rows_per_s": round(frame.height / elapsed, 2) if elapsed else 0.0,
+        "pass_rate": round(accepted / frame.height, 4) if frame.height else 0.0,
+        "traced_functions": len(traced),
+        "rejection_reasons": dg.MetadataValue.md(counts_table(outcome.rejection_reasons)),
+        "lost": dg.MetadataValue.json(dict(outcome.lost)),
+        "template_hashes": dg.MetadataValue.json(
+            {n: load_template(n).hash for n in EXPLANATION_TEMPLATES}
+        ),
+    }
+    return frame_output(frame, ["function", "accepted", "predicted", "response"], extra)
+
+
+@dg.asset_check(
+    asset=code_explanations,
+    blocking=True,
+    description="Every accepted explanation predicted its traced calls' real results.",
+)
+def code_explanations_predict_execution(code_explanations: pl.DataFrame) -> dg.AssetCheckResult:
+    unverified = 0
+    for row in code_explanations.filter(pl.col("accepted")).iter_rows(named=True):
+        checks = [v for v in row["verdicts"] if v["name"] == "predicts_execution"]
+        unverified += not checks or not all(v["passed"] for v in checks)
+    return dg.AssetCheckResult(
+        passed=unverified == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"accepted_without_verified_prediction": unverified},
     )

@@ -9,18 +9,28 @@ every materialization; the trend plot reads the previous ones back from the Dags
 instance (no side file to keep in sync).
 """
 
+import math
 import os
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from resources.engine import GenerationEngine
 from resources.storage import SynthStorage
-from synth_assets.common import frame_metadata
+from synth_assets.common import frame_metadata, frame_output
+from synth_assets.partitions import SHARDED
+from synth_lib.curation.anchor_filter import MiniLMEmbedder, embed
 from synth_lib.curation.decontam import BenchmarkIndex, DecontamConfig
 from synth_lib.curation.dedup import DedupConfig
 from synth_lib.curation.drift import evaluate_bounds, trend_markdown
 from synth_lib.curation.incremental import benchmark_digest, curate_shards
+from synth_lib.curation.quality import (
+    CausalLMPerplexity,
+    QualityThresholds,
+    reason_counts,
+    score_texts,
+)
 from synth_lib.curation.quality_gates import DEFAULT_STAGES, run_gates
 from synth_lib.curation.steps import (
     CurationSettings,
@@ -28,8 +38,11 @@ from synth_lib.curation.steps import (
     bounds,
     text_view,
 )
+from synth_lib.curation.stratify import plan_coverage, projection_png_markdown
+from synth_lib.engines.factory import resolve_model_dir
+from synth_lib.mix.shards import accepted_only, to_mix_schema
 from synth_lib.provenance.rollback import active_entries, drop_rolled_back, removed_by
-from synth_lib.reporting import counts_table
+from synth_lib.reporting import counts_table, histogram_png_markdown
 from synth_lib.seeds.seed_dir import benchmark_dir_files
 from synth_lib.seeds.sharding import shard_sort_key
 
@@ -49,10 +62,8 @@ class CurationConfig(dg.Config):
     """Benchmarks, thresholds and bounds for turning the training mix into a defensible one."""
 
     benchmark_paths: list[str] = Field(
-        default_factory=lambda: (
-            [p for p in [os.environ.get("SYNTH_GSM8K_TEST_PATH", "")] if p]
-            + benchmark_dir_files(os.environ.get("SYNTH_BENCHMARK_DIR", ""))
-        ),
+        default_factory=lambda: [p for p in [os.environ.get("SYNTH_GSM8K_TEST_PATH", "")] if p]
+        + benchmark_dir_files(os.environ.get("SYNTH_BENCHMARK_DIR", "")),
         description="Benchmark JSONL/Parquet files (text column guessed: question, prompt, ...). "
         "Default: SYNTH_GSM8K_TEST_PATH when set, and every file in SYNTH_BENCHMARK_DIR.",
     )
@@ -321,3 +332,196 @@ def decontaminated_mix_drift_soft(context: dg.AssetCheckExecutionContext) -> dg.
 )
 def decontaminated_mix_drift_hard(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     return _drift_result(context, hard=True)
+
+
+QUALITY_INPUTS = {
+    "rephrasings": "rephrasing",
+    "instructions": "instruction",
+    "dialogues": "dialogue",
+    "code_explanations": "code_explanation",
+    "cot_traces": "reasoning",
+    "search_traces": "reasoning",
+}
+QUALITY_SCHEMA = {
+    "id": pl.Utf8, "stage": pl.Utf8, "kind": pl.Utf8, "words": pl.Int64,
+    "mean_word_len": pl.Float64, "symbol_ratio": pl.Float64, "bullet_lines": pl.Float64,
+    "ellipsis_lines": pl.Float64, "alpha_words": pl.Float64, "dup_ngram_share": pl.Float64,
+    "dup_line_share": pl.Float64, "compression_ratio": pl.Float64, "density": pl.Float64,
+    "stopword_share": pl.Float64, "perplexity": pl.Float64, "quality_passed": pl.Boolean,
+    "quality_score": pl.Float64, "quality_reason": pl.Utf8,
+}  # fmt: skip
+
+
+class QualityConfig(dg.Config):
+    """Thresholds of the quality verdict (null switches a check off) and the perplexity model."""
+
+    perplexity_model: str = Field(
+        default="",
+        description="Local weights folder for perplexity; empty: the engine's local model "
+        "(transformers backend) or the default model; 'off': no perplexity signal.",
+    )
+    max_perplexity: float | None = Field(default=2000.0, description="Highest perplexity kept.")
+    min_words: int | None = Field(default=3, description="Fewest words kept.")
+    max_dup_ngram_share: float | None = Field(
+        default=0.5, description="Highest share of repeated word 3-grams."
+    )
+    min_compression_ratio: float | None = Field(
+        default=0.15, description="Lowest zlib ratio (texts of 200+ bytes); loops compress well."
+    )
+    min_density: float | None = Field(
+        default=0.2, description="Lowest unique content words per word (filler is low)."
+    )
+    max_symbol_ratio: float | None = Field(default=0.2, description="Highest '#'/'...' per word.")
+
+
+def _perplexity_scorer(config: QualityConfig, engine: GenerationEngine):
+    """The perplexity model, or (None, why not)."""
+    if config.perplexity_model == "off":
+        return None, "off"
+    folder = config.perplexity_model
+    if not folder and engine.backend == "transformers":
+        try:
+            folder = str(resolve_model_dir(engine.model, engine.models_dir))
+        except (FileNotFoundError, ImportError, OSError) as exc:
+            return None, f"off: {exc}"
+    if not folder:
+        return None, f"off: the {engine.backend} backend has no local weights to score with"
+    return CausalLMPerplexity(folder, device=engine.device), folder
+
+
+@dg.asset(
+    group_name="curation",
+    kinds={"polars"},
+    code_version="quality-1",
+    ins={name: dg.AssetIn() for name in QUALITY_INPUTS},
+    **SHARDED,
+)
+def quality_scores(
+    context: dg.AssetExecutionContext,
+    config: QualityConfig,
+    engine: GenerationEngine,
+    **inputs: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """Per-row quality signals and verdict of the shard's accepted synthetic rows."""
+    frames = [to_mix_schema(accepted_only(inputs[n]), kind) for n, kind in QUALITY_INPUTS.items()]
+    rows = pl.concat(frames).select("id", "stage", "kind", "text")
+    scorer, model = _perplexity_scorer(config, engine)
+    thresholds = QualityThresholds(
+        min_words=config.min_words,
+        max_symbol_ratio=config.max_symbol_ratio,
+        max_dup_ngram_share=config.max_dup_ngram_share,
+        min_compression_ratio=config.min_compression_ratio,
+        min_density=config.min_density,
+        max_perplexity=config.max_perplexity,
+    )
+    scored = score_texts(rows.get_column("text").to_list(), thresholds, scorer)
+    frame = pl.DataFrame(
+        [{**meta, **s} for meta, s in zip(rows.drop("text").to_dicts(), scored, strict=True)],
+        schema=QUALITY_SCHEMA,
+    )
+    passed = int(frame.get_column("quality_passed").sum()) if frame.height else 0
+    ppl = [v for v in frame.get_column("perplexity").to_list() if v is not None]
+    extra = {
+        "rows": frame.height,
+        "passed": passed,
+        "pass_rate": round(passed / frame.height, 4) if frame.height else 0.0,
+        "perplexity_model": model,
+        "failure_reasons": dg.MetadataValue.md(counts_table(reason_counts(scored))),
+        "perplexity_histogram": dg.MetadataValue.md(
+            histogram_png_markdown([math.log10(v) for v in ppl], "perplexity", "log10 perplexity")
+        ),
+        "density_histogram": dg.MetadataValue.md(
+            histogram_png_markdown(frame.get_column("density").to_list(), "density", "density")
+        ),
+        "compression_histogram": dg.MetadataValue.md(
+            histogram_png_markdown(
+                frame.get_column("compression_ratio").to_list(), "compression", "zlib ratio"
+            )
+        ),
+    }
+    return frame_output(frame, ["stage", "quality_passed", "quality_reason", "perplexity"], extra)
+
+
+PLOT_TITLE = "seeds (colour: cluster) vs synthetic rows (x)"
+COVERAGE_SCHEMA = {
+    "cluster": pl.Int64, "seeds": pl.Int64, "synthetic_rows": pl.Int64, "share": pl.Float64,
+    "sparse": pl.Boolean, "allocated": pl.Int64, "exemplar_ids": pl.List(pl.Utf8),
+    "centroid": pl.List(pl.Float32),
+}  # fmt: skip
+
+
+class CoverageConfig(dg.Config):
+    """Clusters of the seed space and the budget of the next, coverage-driven round."""
+
+    k: int = Field(default=6, description="k-means clusters over the seed embeddings.")
+    budget: int = Field(default=2, description="Rows the next round generates (allocated).")
+    max_seeds: int = Field(
+        default=200, description="Text seeds embedded, first by id (0: all; scale up with k)."
+    )
+    seed: int = Field(default=0, description="k-means seed.")
+
+
+def _collected(lazy: pl.LazyFrame) -> pl.DataFrame:
+    """All materialized shards; an upstream with none is an empty frame without columns."""
+    return lazy.collect() if lazy.collect_schema().len() else pl.DataFrame()
+
+
+def _texts(frame: pl.DataFrame, kind: str) -> list[str]:
+    if not frame.width:
+        return []
+    return to_mix_schema(accepted_only(frame), kind).get_column("text").to_list()
+
+
+@dg.asset(group_name="curation", kinds={"polars"}, code_version="coverage-1")
+def coverage(
+    context: dg.AssetExecutionContext,
+    config: CoverageConfig,
+    text_seeds: pl.LazyFrame,
+    rephrasings: pl.LazyFrame,
+    instructions: pl.LazyFrame,
+    dialogues: pl.LazyFrame,
+) -> dg.MaterializeResult:
+    """Where accepted synthetic rows fall among clusters of the seeds; sparse clusters named,
+    the next round's budget allocated inversely to coverage, exemplars chosen."""
+    seeds = _collected(text_seeds)
+    seeds = seeds.select("id", "text").sort("id") if seeds.width else pl.DataFrame()
+    if config.max_seeds:
+        seeds = seeds.head(config.max_seeds)
+    frames = {"rephrasings": rephrasings, "instructions": instructions, "dialogues": dialogues}
+    synthetic = [t for n, lazy in frames.items() for t in _texts(_collected(lazy), n)]
+    if seeds.is_empty():
+        context.log.warning("no text seeds: nothing to stratify")
+        return frame_output(pl.DataFrame(schema=COVERAGE_SCHEMA), ["cluster"], {"k": 0})
+    embedder = MiniLMEmbedder()
+    seed_vectors = embed(embedder, seeds.get_column("text").to_list())
+    synthetic_vectors = embed(embedder, synthetic) if synthetic else seed_vectors[:0]
+    plan = plan_coverage(seed_vectors, synthetic_vectors, config.k, config.budget, config.seed)
+    ids = seeds.get_column("id").to_list()
+    total = max(plan.counts.sum(), 1.0)
+    frame = pl.DataFrame(
+        [
+            {
+                "cluster": c,
+                "seeds": int((plan.seed_labels == c).sum()),
+                "synthetic_rows": int(plan.counts[c]),
+                "share": round(float(plan.counts[c] / total), 4),
+                "sparse": c in plan.sparse_clusters(),
+                "allocated": int(plan.allocation[c]),
+                "exemplar_ids": [ids[i] for i in plan.exemplar_indices[c]],
+                "centroid": plan.centroids[c].tolist(),
+            }
+            for c in range(plan.k)
+        ],
+        schema=COVERAGE_SCHEMA,
+    )
+    extra = {
+        "k": plan.k,
+        "seeds": seeds.height,
+        "synthetic_rows": len(synthetic),
+        **plan.entropies(),
+        "sparse_clusters": dg.MetadataValue.json(plan.sparse_clusters()),
+        "projection": dg.MetadataValue.md(
+            projection_png_markdown(seed_vectors, synthetic_vectors, plan.seed_labels, PLOT_TITLE)
+        ),
+    }
+    return frame_output(frame, ["cluster", "seeds", "synthetic_rows", "sparse", "allocated"], extra)

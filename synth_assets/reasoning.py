@@ -1,4 +1,4 @@
-"""Reasoning and preference data: verified CoT with STaR, DPO pairs, debate verdicts."""
+"""Reasoning and preference data: verified CoT with STaR, MCTS search, DPO pairs, debates."""
 
 import time
 from collections import Counter
@@ -16,7 +16,7 @@ from synth_lib.engines.base import SamplingParams
 from synth_lib.engines.cache import CachedEngine
 from synth_lib.prompts import load_template, templates_hash
 from synth_lib.provenance.schema import rows_to_frame
-from synth_lib.reasoning import cot, debate, judge, preference, tasks
+from synth_lib.reasoning import cot, debate, judge, preference, search, tasks
 from synth_lib.reasoning.curate import curate
 from synth_lib.reasoning.debate_targets import debate_targets
 from synth_lib.reasoning.tasks import DEFAULT_TASKS, DIFFICULTY_LEVELS
@@ -88,7 +88,9 @@ class CotConfig(dg.Config):
     """Sampling, verification, rejection sampling and weighting of chain-of-thought traces."""
 
     k: int = Field(default=4, description="Solutions sampled per problem (pass@K).")
-    max_math_problems: int = Field(default=4, description="GSM8K problems used per shard (0: all).")
+    max_math_problems: int = Field(
+        default=4, description="GSM8K problems used per shard (0: all)."
+    )
     max_task_problems: int = Field(
         default=0, description="reasoning-gym problems used per shard (0: all)."
     )
@@ -383,4 +385,112 @@ def preference_pairs_well_formed(preference_pairs: pl.DataFrame) -> dg.AssetChec
         passed=not any(problems.values()),
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"pairs": preference_pairs.height, **problems},
+    )
+
+
+SEARCH_SCHEMA = {**cot.PAYLOAD_SCHEMA, "method": pl.Utf8, "search_steps": pl.Int64,
+                 "accepted": pl.Boolean}  # fmt: skip
+
+
+class SearchConfig(dg.Config):
+    """How many problems per shard get a search tree, its size, and the sampling baseline."""
+
+    max_math_problems: int = Field(default=1, description="GSM8K problems per shard (0: none).")
+    max_task_problems: int = Field(default=2, description="reasoning-gym problems per shard.")
+    iterations: int = Field(default=4, description="MCTS iterations per problem.")
+    max_children: int = Field(default=2, description="Children per node (progressive widening).")
+    max_depth: int = Field(default=3, description="Steps before a node is rolled out as final.")
+    exploration: float = Field(default=1.4, description="UCT exploration constant c.")
+    step_max_tokens: int = Field(default=64, description="Completion budget of one step.")
+    rollout_max_tokens: int = Field(default=256, description="Completion budget of a rollout.")
+    compare_sampling: bool = Field(
+        default=True, description="Also sample whole solutions at the same token budget."
+    )
+    seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
+
+
+def _per_1k(rows: int, tokens: int) -> float:
+    return round(1000 * rows / tokens, 4) if tokens else 0.0
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"polars"},
+    code_version=f"search-1-{templates_hash(*search.TEMPLATES)}",
+    **SHARDED,
+    **GPU_STEP,
+)
+def search_traces(
+    context: dg.AssetExecutionContext,
+    config: SearchConfig,
+    engine: GenerationEngine,
+    math_seeds: pl.DataFrame,
+    reasoning_tasks: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """Verified CoT found by MCTS over reasoning steps, compared with plain sampling."""
+    chosen = [f.sort("id").head(n).to_dicts() for f, n in
+              ((math_seeds, config.max_math_problems), (reasoning_tasks, config.max_task_problems))
+              if n and f.height]  # fmt: skip
+    problems = tasks.problems_from_rows([row for rows in chosen for row in rows])
+    settings = search.SearchSettings(
+        iterations=config.iterations,
+        max_children=config.max_children,
+        max_depth=config.max_depth,
+        exploration=config.exploration,
+        step_sampling=SamplingParams(0.9, max_tokens=config.step_max_tokens),
+        rollout_sampling=SamplingParams(0.7, max_tokens=config.rollout_max_tokens),
+        seed=config.seed,
+    )
+    cached = engine.engine_for(search.STAGE)
+    began = time.perf_counter()
+    results = search.search(problems, cached, settings)
+    elapsed = time.perf_counter() - began
+    rows = search.search_rows(results, cached.identity, row_context(context), settings)
+    frame = rows_to_frame(rows, SEARCH_SCHEMA)
+    tokens = sum(r.tokens for r in results)
+    solved = sum(1 for r in results if r.paths)
+    extra = {
+        **_model_metadata(cached, engine, frame.height, elapsed),
+        "problems": len(problems),
+        "solved_problems": solved,
+        "search_tokens": tokens,
+        "verified_rows_per_1k_tokens_mcts": _per_1k(frame.height, tokens),
+        "failed_requests": sum(r.failed_requests for r in results),
+        "template_hashes": _hashes(*search.TEMPLATES),
+    }
+    if config.compare_sampling and problems:
+        baseline = search.sample_at_budget(
+            problems,
+            engine.engine_for(f"{search.STAGE}_sampling_baseline"),
+            [max(r.tokens, 1) for r in results],
+            settings.rollout_sampling,
+            seed=config.seed,
+        )
+        extra |= {
+            "sampling_tokens": baseline.tokens,
+            "sampling_samples": baseline.samples,
+            "sampling_verified_samples": baseline.verified_samples,
+            "sampling_solved_problems": baseline.solved_problems,
+            # one row per solved problem on both sides (search keeps max_paths=1 per problem)
+            "verified_rows_per_1k_tokens_sampling": _per_1k(
+                baseline.solved_problems, baseline.tokens
+            ),
+        }
+    preview = ["task_type", "predicted", "gold", "search_steps", "response"]
+    return frame_output(frame, preview, extra)
+
+
+@dg.asset_check(
+    asset=search_traces, blocking=True, description="Every search row reached the gold answer."
+)
+def search_traces_verified(search_traces: pl.DataFrame) -> dg.AssetCheckResult:
+    unverified = 0
+    for row in search_traces.iter_rows(named=True):
+        names = {v["name"]: v["passed"] for v in row["verdicts"]}
+        verified = names.get("math_verify") or names.get("reasoning_gym_score")
+        unverified += not (names.get("search") and verified)
+    return dg.AssetCheckResult(
+        passed=unverified == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rows": search_traces.height, "unverified": unverified},
     )

@@ -28,6 +28,10 @@ DEFAULT_STAGES = (
     "code_problems",
     "verified_code",
     "execution_traces",
+    "instructions",
+    "dialogues",
+    "code_explanations",
+    "search_traces",
 )
 
 

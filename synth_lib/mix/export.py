@@ -6,7 +6,7 @@ to exactly one config, with its provenance columns beside the trainer's:
 | config | columns | kinds |
 |---|---|---|
 | `text` | `text` | human prose seeds, rephrasings |
-| `messages` | `messages` (user, assistant) | reasoning traces, verified code |
+| `messages` | `messages` (user, assistant, ...) | reasoning, code, instructions, dialogues |
 | `prompt_completion` | `prompt`, `completion` | code and math seeds, execution traces |
 | `preference` | `prompt`, `chosen`, `rejected` | DPO pairs |
 
@@ -37,6 +37,9 @@ KIND_CONFIG = {
     "math": "prompt_completion",
     "execution_trace": "prompt_completion",
     "preference": "preference",
+    "instruction": "messages",
+    "dialogue": "messages",
+    "code_explanation": "messages",
 }
 PROVENANCE_EXPORT = (
     "id",
@@ -76,9 +79,13 @@ def split_by_config(mix: pl.DataFrame) -> dict[str, pl.DataFrame]:
     payload = {
         "text": [pl.col("text")],
         "messages": [
-            pl.concat_list(
-                pl.struct(role=pl.lit("user"), content=pl.col("prompt")),
-                pl.struct(role=pl.lit("assistant"), content=pl.col("response")),
+            pl.coalesce(
+                # a multi-turn dialogue carries its own messages; others are one exchange
+                *([pl.col("messages")] if "messages" in mix.columns else []),
+                pl.concat_list(
+                    pl.struct(role=pl.lit("user"), content=pl.col("prompt")),
+                    pl.struct(role=pl.lit("assistant"), content=pl.col("response")),
+                ),
             ).alias("messages")
         ],
         "prompt_completion": [pl.col("prompt"), pl.col("response").alias("completion")],

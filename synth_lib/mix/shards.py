@@ -22,12 +22,15 @@ import pyarrow.parquet as pq
 from synth_lib.provenance.hashing import sha256_hex
 from synth_lib.provenance.schema import PROVENANCE_COLUMNS
 
+# TRL's conversational format: a list of {role, content} (multi-turn dialogues carry one).
+MESSAGES_DTYPE = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
 MIX_PAYLOAD_SCHEMA: dict[str, pl.DataType] = {
     "text": pl.Utf8(),
     "prompt": pl.Utf8(),
     "response": pl.Utf8(),
     "chosen": pl.Utf8(),
     "rejected": pl.Utf8(),
+    "messages": MESSAGES_DTYPE,
     "kind": pl.Utf8(),
     "weight": pl.Float64(),
 }
@@ -38,8 +41,8 @@ def to_mix_schema(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
     """Project a stage's rows onto the mix schema.
 
     Prompt/response rows, question/answer seeds and DPO pairs (prompt/chosen/rejected)
-    get a `text` view too (prompt + response, or prompt + chosen), so text-level
-    curation sees every row.
+    get a `text` view too (prompt + response, or prompt + chosen; a dialogue's
+    `messages` as "role: content" lines), so text-level curation sees every row.
     """
     if "question" in frame.columns and "prompt" not in frame.columns:
         frame = frame.rename({"question": "prompt", "answer": "response"})
@@ -49,8 +52,16 @@ def to_mix_schema(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
         return pl.col(name) if name in cols else pl.lit(None, pl.Utf8)
 
     answer = col("response") if "response" in cols else col("chosen")
+    messages = pl.col("messages") if "messages" in cols else pl.lit(None, MESSAGES_DTYPE)
     if "text" in cols:
         text = pl.col("text")
+    elif "messages" in cols:
+        text = messages.list.eval(
+            pl.concat_str(
+                [pl.element().struct.field("role"), pl.element().struct.field("content")],
+                separator=": ",
+            )
+        ).list.join("\n")
     else:
         text = pl.concat_str([col("prompt"), answer], separator="\n\n")
     weight = pl.col("weight").cast(pl.Float64).fill_null(1.0) if "weight" in cols else pl.lit(1.0)
@@ -60,6 +71,7 @@ def to_mix_schema(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
             col(name).cast(pl.Utf8).alias(name)
             for name in ("prompt", "response", "chosen", "rejected")
         ),
+        messages.cast(MESSAGES_DTYPE).alias("messages"),
         pl.lit(kind).alias("kind"),
         weight.alias("weight"),
         *PROVENANCE_COLUMNS,
