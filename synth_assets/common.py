@@ -16,8 +16,17 @@ from synth_lib.reporting import markdown_preview
 GENERATION_RETRY = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-# What every asset that calls the engine declares: one GPU slot, here and on Kubernetes.
-GPU_STEP = {"pool": "gpu", "op_tags": k8s_gpu_op_tags(1), "retry_policy": GENERATION_RETRY}
+# The Celery queue GPU steps go to (`dagster-celery worker start -q gpu` on GPU boxes); every
+# other step goes to the executor's default queue, served by CPU workers.
+GPU_QUEUE = "gpu"
+CELERY_QUEUE_TAG = "dagster-celery/queue"
+# What every asset that calls the engine declares: one GPU slot, here, on Kubernetes and on
+# the Celery fleet.
+GPU_STEP = {
+    "pool": "gpu",
+    "op_tags": {**k8s_gpu_op_tags(1), CELERY_QUEUE_TAG: GPU_QUEUE},
+    "retry_policy": GENERATION_RETRY,
+}
 
 _DAGSTER_TYPES = {pl.Utf8: "string", pl.Boolean: "bool", pl.Int64: "int", pl.Float64: "float"}
 

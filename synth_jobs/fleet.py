@@ -4,7 +4,9 @@ Every step of a `synth_shards_fleet` run is a Celery task; any worker started wi
 
     dagster-celery worker start -A dagster_celery.app -y celery.yaml -q dagster
 
-(with the same code, DAGSTER_HOME instance and shared stores) can take it. A task is
+(with the same code, DAGSTER_HOME instance and shared stores) can take it; steps that
+call the engine carry the `dagster-celery/queue: gpu` op tag (`GPU_STEP`) and go only to
+workers started with `-q gpu`. A task is
 acknowledged only when it has finished (`task_acks_late`) and is handed back when its
 worker dies (`task_reject_on_worker_lost`), so a worker killed mid-step loses nothing:
 the broker gives the step to another worker, which re-runs it from its inputs (outputs are
