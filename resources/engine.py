@@ -14,6 +14,7 @@ from synth_lib.engines.base import Engine
 from synth_lib.engines.cache import CachedEngine, ResponseCache
 from synth_lib.engines.economics import PriceTable
 from synth_lib.engines.factory import BACKENDS, build_engine, chunk_size, resolve_model_dir
+from synth_lib.engines.pg_cache import open_response_cache
 
 
 class GenerationEngine(dg.ConfigurableResource):
@@ -27,7 +28,15 @@ class GenerationEngine(dg.ConfigurableResource):
         "'smoke': the random-weight smoke model (noise, labelled; for fast tests).",
     )
     revision: str = Field(default="", description="Model revision, when the backend needs one.")
-    cache_dir: str = Field(description="Folder of the response cache.")
+    cache_dir: str = Field(description="Folder of the response cache (SQLite, one per box).")
+    cache_url: str = Field(
+        default="",
+        description="postgresql:// URL of a response cache and failure log shared by every "
+        "worker of a fleet (SYNTH_CACHE_URL; empty: SQLite in cache_dir).",
+    )
+    cache_password: str = Field(
+        default="", description="Password for cache_url; only via dg.EnvVar('SYNTH_PG_PASSWORD')."
+    )
     models_dir: str = Field(description="Folder where the default (or smoke) model is built once.")
     chunk_size: int = Field(
         default=0,
@@ -107,7 +116,9 @@ class GenerationEngine(dg.ConfigurableResource):
     @property
     def cache(self) -> ResponseCache:
         if self._cache is None:
-            self._cache = ResponseCache(Path(self.cache_dir, "responses.sqlite"))
+            self._cache = open_response_cache(
+                self.cache_url, Path(self.cache_dir, "responses.sqlite"), self.cache_password
+            )
         return self._cache
 
     def engine_for(self, stage: str) -> CachedEngine:

@@ -20,7 +20,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,10 +85,7 @@ class ResponseCache:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, blob in self._conn.execute(
-                f"SELECT key, result FROM responses WHERE key IN ({marks})", chunk
-            ):
+            for key, blob in self._select(chunk):
                 try:
                     found[key] = result_from_json(blob)
                 except ValueError as exc:
@@ -98,9 +95,20 @@ class ResponseCache:
 
     def put_many(self, items: Sequence[tuple[str, GenerationResult]]) -> None:
         """Store answers and permanent errors; transient errors stay out, to be re-sent."""
-        rows = [(k, result_to_json(r)) for k, r in items if not r.retryable]
+        self._store([(k, result_to_json(r)) for k, r in items if not r.retryable])
+
+    # Storage primitives: a shared backend (`pg_cache.PgResponseCache`) overrides these and
+    # the failure-log methods below; parsing and validation stay here, the same for every one.
+    def _select(self, keys: Sequence[str]) -> Iterable[tuple[str, str]]:
+        marks = ",".join("?" * len(keys))
+        return self._conn.execute(f"SELECT key, result FROM responses WHERE key IN ({marks})", keys)
+
+    def _store(self, rows: Sequence[tuple[str, str]]) -> None:
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)", rows)
+
+    def _failure_blobs(self) -> Iterable[str]:
+        return [r for (r,) in self._conn.execute("SELECT row FROM failures")]
 
     def reset_failures(self, stage: str, run_tag: str) -> None:
         """Forget `stage`'s failures from other runs: only the latest run's are outstanding."""
@@ -118,10 +126,7 @@ class ResponseCache:
 
     def failures(self) -> list[dict]:
         """Outstanding failure rows of every stage's latest run (cleaned: they always write)."""
-        return [
-            clean_failure_row(json.loads(r))
-            for (r,) in self._conn.execute("SELECT row FROM failures")
-        ]
+        return [clean_failure_row(json.loads(r)) for r in self._failure_blobs()]
 
     def __len__(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
