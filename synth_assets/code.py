@@ -12,7 +12,7 @@ from resources.sandbox import CodeSandbox
 from synth_assets.common import GPU_STEP, frame_output, generation_metadata, row_context
 from synth_assets.partitions import SHARDED
 from synth_lib.code.execution_traces import TEMPLATE as TRACE_TEMPLATE
-from synth_lib.code.execution_traces import recheck, trace
+from synth_lib.code.execution_traces import functions_for_shard, recheck, trace
 from synth_lib.code.explanations import STAGE as EXPLANATION_STAGE
 from synth_lib.code.explanations import TEMPLATES as EXPLANATION_TEMPLATES
 from synth_lib.code.explanations import ExplanationSettings, explain_code
@@ -28,6 +28,8 @@ from synth_lib.engines.base import SamplingParams
 from synth_lib.prompts import load_template, templates_hash
 from synth_lib.provenance.schema import rows_to_frame
 from synth_lib.reporting import counts_table
+from synth_lib.seeds.sharding import STDLIB, ShardKey, ShardKeyError
+from synth_lib.seeds.stdlib_code import stdlib_functions
 
 PROBLEM_SCHEMA = {"problem": pl.Utf8, "function": pl.Utf8, "accepted": pl.Boolean}
 CODE_SCHEMA = {
@@ -174,6 +176,15 @@ def verified_code(
     )
 
 
+def _owns_unlinked(shard: str) -> bool:
+    """The first stdlib shard traces the catalogue functions that have no code seed."""
+    try:
+        key = ShardKey.parse(shard)
+    except ShardKeyError:
+        return False
+    return key.origin == STDLIB and key.index == 0
+
+
 @dg.asset(
     group_name="code",
     kinds={"polars"},
@@ -187,10 +198,17 @@ def execution_traces(
     code_seeds: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Stdlib calls on generated inputs, run in the sandbox: input → output pairs, no model."""
+    seeds = code_seeds.to_dicts()
+    functions = functions_for_shard(
+        seeds,
+        owns_unlinked=_owns_unlinked(context.partition_key),
+        seed_names=(seed.payload["name"] for seed in stdlib_functions()),
+    )
     outcome = trace(
-        code_seeds.to_dicts(),
+        seeds,
         sandbox.get(),
         row_context(context),
+        functions=functions,
         per_function=config.per_function,
         seed=config.seed,
         calls_per_process=config.calls_per_process,

@@ -7,6 +7,7 @@ from pydantic import Field
 from resources.storage import SynthStorage
 from synth_assets.common import frame_output
 from synth_assets.partitions import SHARDED
+from synth_lib.curation.pii_rescan import rescan_generated
 from synth_lib.mix.shards import (
     ManifestError,
     accepted_only,
@@ -15,16 +16,28 @@ from synth_lib.mix.shards import (
     verify_shards,
     write_shards,
 )
+from synth_lib.provenance.rollback import active_entries, drop_rolled_back, removed_by
 from synth_lib.reasoning.debate import drop_rejected
 from synth_lib.reporting import counts_table
 
-REAL_INPUTS = {"text_seeds": "text", "code_seeds": "code", "math_seeds": "math"}
+# reasoning-gym problems are seeds too (a program wrote them, no model): without them the
+# reasoning shards would have no real rows and the 1:1 ratio would leave their traces out
+REAL_INPUTS = {
+    "text_seeds": "text",
+    "code_seeds": "code",
+    "math_seeds": "math",
+    "reasoning_tasks": "reasoning_task",
+}
 SYNTHETIC_INPUTS = {
     "rephrasings": "rephrasing",
     "cot_traces": "reasoning",
     "verified_code": "code_solution",
     "execution_traces": "execution_trace",
     "preference_pairs": "preference",
+    "instructions": "instruction",
+    "dialogues": "dialogue",
+    "code_explanations": "code_explanation",
+    "search_traces": "reasoning",
 }
 
 
@@ -38,6 +51,9 @@ class MixConfig(dg.Config):
         default=0, description="Shuffle and sampling seed (recorded in the manifest)."
     )
     rows_per_shard: int = Field(default=5000, description="Rows per Parquet shard.")
+    filter_quality: bool = Field(
+        default=True, description="Leave out synthetic rows whose `quality_scores` verdict failed."
+    )
 
 
 def _shard_dir(storage: SynthStorage, shard: str):
@@ -57,7 +73,11 @@ def _composition(frame: pl.DataFrame, column: pl.Expr) -> dict[str, int]:
     kinds={"polars", "parquet"},
     code_version="mix-2",
     **SHARDED,
-    ins={name: dg.AssetIn() for name in [*REAL_INPUTS, *SYNTHETIC_INPUTS, "debate_verdicts"]},
+    ins={
+        name: dg.AssetIn()
+        for name in [*REAL_INPUTS, *SYNTHETIC_INPUTS, "debate_verdicts", "quality_scores"]
+    },
+    deps=["rollbacks"],
 )
 def training_mix(
     context: dg.AssetExecutionContext,
@@ -66,12 +86,22 @@ def training_mix(
     **inputs: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """A shard's accepted synthetic rows plus its real rows at the configured ratio, shuffled."""
+    quality = inputs.pop("quality_scores")
     real = pl.concat([to_mix_schema(inputs[n], kind) for n, kind in REAL_INPUTS.items()])
     candidates = pl.concat(
         [to_mix_schema(accepted_only(inputs[n]), kind) for n, kind in SYNTHETIC_INPUTS.items()]
     )
     synthetic, debated_out = drop_rejected(candidates, inputs["debate_verdicts"])
+    failed_quality = quality.filter(~pl.col("quality_passed")).select("id")
+    if config.filter_quality:
+        synthetic = synthetic.join(failed_quality, on="id", how="anti")
     mix, plan = build_mix(real, synthetic, config.real_per_synthetic, config.seed)
+    # rows of an active rollback and their descendants leave after sampling, so every other
+    # row is exactly what it would have been (a rollback only subtracts)
+    removals = removed_by(active_entries(storage.home), inputs.values())
+    mix, rolled_back = drop_rolled_back(mix, removals)
+    # generated text is re-scanned for PII after the rollback matched the rows' own ids
+    mix, pii = rescan_generated(mix)
     target = _shard_dir(storage, context.partition_key)
     manifest = write_shards(
         mix,
@@ -93,6 +123,9 @@ def training_mix(
         "real_available": plan.real_available,
         "synthetic_available": plan.synthetic_available,
         "removed_by_debate": debated_out.height,
+        "removed_by_quality": failed_quality.height if config.filter_quality else 0,
+        "removed_by_rollback": rolled_back.height,
+        **pii.metadata(),
         "shuffle_seed": config.seed,
         "shards": len(manifest["shards"]),
         "manifest": dg.MetadataValue.path(str(target / "manifest.json")),

@@ -15,7 +15,7 @@ import json
 import platform
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +168,28 @@ class TraceOutcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def functions_for_shard(
+    seeds: Sequence[Mapping[str, Any]],
+    *,
+    owns_unlinked: bool,
+    seed_names: Iterable[str],
+    functions: Sequence[TraceFunction] = FUNCTIONS,
+) -> tuple[TraceFunction, ...]:
+    """The catalogue functions one seed shard traces, so no two shards trace the same call.
+
+    A function whose code seed is in this shard is traced here (its rows descend from that
+    seed); a function with no code seed at all (`seed_names`: every code seed's name, e.g.
+    C functions such as `math.gcd`) belongs to the one shard that `owns_unlinked`.
+    """
+    here = {row["name"] for row in seeds}
+    known = set(seed_names)
+    return tuple(
+        fn
+        for fn in functions
+        if fn.qualname() in here or (owns_unlinked and fn.qualname() not in known)
+    )
 
 
 def plan_calls(functions: Sequence[TraceFunction], per_function: int, seed: int) -> list[tuple]:

@@ -35,6 +35,7 @@ KIND_CONFIG = {
     "code_solution": "messages",
     "code": "prompt_completion",
     "math": "prompt_completion",
+    "reasoning_task": "prompt_completion",
     "execution_trace": "prompt_completion",
     "preference": "preference",
     "instruction": "messages",

@@ -38,6 +38,7 @@ _RANK = {name: i for i, name in enumerate(RANKING)}
 # Licences of the models we know, by model-name glob (the rows' generator.model).
 MODEL_LICENCES: dict[str, str] = {
     "smoke-random-*": "apache-2.0",  # built here from random weights: this project's licence
+    "cpython-*": "psf-2.0",  # execution traces: the interpreter ran a stdlib function
     "SmolLM2-*": "apache-2.0",
     "Qwen2.5-*": "apache-2.0",
     "Qwen3-*": "apache-2.0",
