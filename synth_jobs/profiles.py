@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
 
@@ -29,8 +30,26 @@ def _switch(name: str) -> bool:
     return os.environ.get(name, "on").lower() not in ("0", "off", "false", "no")
 
 
-def local_resources(home: Path | None = None) -> dict[str, Any]:
-    """Parquet, lineage events and MLflow on local disk; engine from SYNTH_ENGINE / SYNTH_MODEL."""
+def _cache_settings(shared: bool) -> dict[str, Any]:
+    """Where the response cache and failure log live: SYNTH_CACHE_URL when set; else, when
+    `shared` (production) and the instance is on PostgreSQL (SYNTH_PG_HOST set), that
+    database, so every worker of a fleet sees the same answers and failures; else SQLite
+    under SYNTH_HOME."""
+    if "SYNTH_CACHE_URL" in os.environ:
+        return {"cache_url": dg.EnvVar("SYNTH_CACHE_URL")}
+    if not shared or "SYNTH_PG_HOST" not in os.environ:
+        return {}
+    user, host = quote(os.environ["SYNTH_PG_USER"], safe=""), os.environ["SYNTH_PG_HOST"]
+    port, db = os.environ.get("SYNTH_PG_PORT", "5432"), quote(os.environ["SYNTH_PG_DB"], safe="")
+    return {
+        "cache_url": f"postgresql://{user}@{host}:{port}/{db}",
+        "cache_password": _secret("SYNTH_PG_PASSWORD"),
+    }
+
+
+def local_resources(home: Path | None = None, shared_cache: bool = False) -> dict[str, Any]:
+    """Parquet, lineage events and MLflow on local disk; engine from SYNTH_ENGINE / SYNTH_MODEL;
+    the response cache in SQLite unless `shared_cache` or SYNTH_CACHE_URL (see _cache_settings)."""
     home = home or synth_home()
     return {
         "io_manager": PolarsParquetIOManager(
@@ -55,6 +74,7 @@ def local_resources(home: Path | None = None) -> dict[str, Any]:
             openai_base_url=os.environ.get("SYNTH_OPENAI_BASE_URL", ""),
             openai_api_key=_secret("SYNTH_OPENAI_API_KEY"),
             price_table=os.environ.get("SYNTH_PRICE_TABLE", ""),
+            **_cache_settings(shared_cache),
         ),
     }
 
@@ -62,7 +82,7 @@ def local_resources(home: Path | None = None) -> dict[str, Any]:
 def production_resources(home: Path | None = None) -> dict[str, Any]:
     """Lineage to an OpenLineage backend (e.g. Marquez), tracking to an MLflow server;
     SYNTH_OPENLINEAGE=off / SYNTH_MLFLOW=off switch them off (their URLs are then not needed)."""
-    resources = local_resources(home)
+    resources = local_resources(home, shared_cache=True)
     lineage_on, tracking_on = _switch("SYNTH_OPENLINEAGE"), _switch("SYNTH_MLFLOW")
     resources["io_manager"] = PolarsParquetIOManager(
         base_dir=os.environ["SYNTH_DATA_DIR"],

@@ -8,9 +8,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from resources.engine import GenerationEngine
+from synth_jobs.profiles import local_resources, production_resources
 from synth_lib.engines.base import GenerationRequest, GenerationResult, SamplingParams, cache_key
 from synth_lib.engines.cache import CachedEngine, ResponseCache
 from synth_lib.engines.pg_cache import PgResponseCache, open_response_cache
@@ -153,3 +155,26 @@ def test_the_engine_resource_uses_the_shared_store_when_given_a_url(postgres_db,
     finally:
         resource.cache.close()
     assert not (tmp_path / "cache").exists()
+
+
+def test_production_shares_the_instance_postgres_and_local_stays_sqlite(
+    production_instance_env, postgres_db, tmp_path, monkeypatch
+):
+    for name, value in {
+        "SYNTH_DATA_DIR": str(tmp_path / "data"),
+        "SYNTH_OPENLINEAGE": "off",
+        "SYNTH_MLFLOW": "off",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SYNTH_CACHE_URL", raising=False)
+    local = local_resources(tmp_path / "home")["engine"]
+    assert local.cache_url == "" and type(local.cache) is ResponseCache
+    local.cache.close()
+    with dg.build_resources({"engine": production_resources(tmp_path / "home")["engine"]}) as built:
+        assert built.engine.cache_url == _pg_url(postgres_db)
+        cache = built.engine.cache
+        assert isinstance(cache, PgResponseCache)
+        cache.put_many([("k", GenerationResult("k", "shared", "stop"))])
+    other = open_response_cache(_pg_url(postgres_db), tmp_path / "unused.sqlite")
+    assert other.get_many(["k"])["k"].text == "shared"
+    other.close()

@@ -61,6 +61,19 @@ def result_from_json(blob: str) -> GenerationResult:
         raise ValueError(str(exc)) from exc
 
 
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch to WAL, retrying: SQLite answers "database is locked" at once, without waiting
+    for its busy timeout, when several processes open a fresh cache file together."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 class ResponseCache:
     """A SQLite table of key -> result JSON; safe against kill -9 (WAL, per-chunk commits)."""
 
@@ -68,7 +81,7 @@ class ResponseCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(self._conn)
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, result TEXT NOT NULL)"
         )
