@@ -18,6 +18,10 @@ from tests.shards import materialize_shard, shard_file
 pytestmark = pytest.mark.slow
 N_SEEDS = 16
 STYLES = 4
+# every one of the first N_SEEDS seeds is rephrased, whatever its length, so the run makes
+# exactly N_SEEDS * STYLES requests (the default length filter keeps fewer of the shard)
+REPHRASE = {"max_seeds": N_SEEDS, "max_tokens": 96, "max_passage_chars": 0}
+RUN_CONFIG = {"ops": {"rephrasings": {"config": REPHRASE}}}
 
 CHILD = textwrap.dedent(
     """
@@ -42,10 +46,10 @@ CHILD = textwrap.dedent(
     dg.materialize(
         all_assets, selection=["rephrasings"], resources=resources,
         instance=instance, partition_key="ref-n64-00000",
-        run_config={"ops": {"rephrasings": {"config": {"max_seeds": N_SEEDS, "max_tokens": 96}}}},
+        run_config=RUN_CONFIG,
     )
     """
-).replace("N_SEEDS", str(N_SEEDS))
+).replace("RUN_CONFIG", repr(RUN_CONFIG))
 
 
 def _cached(home) -> int:
@@ -82,12 +86,15 @@ def test_killed_rephrasings_resumes_with_only_missing_requests(synth_home):
         all_assets,
         selection=["rephrasings"],
         resources=resources,
-        run_config={"ops": {"rephrasings": {"config": {"max_seeds": N_SEEDS, "max_tokens": 96}}}},
+        run_config=RUN_CONFIG,
     )
     meta = materialization_metadata(rerun, "rephrasings")
+    assert meta["requests"] == total
     assert meta["cache_hits"] == done_before
     assert meta["engine_requests"] == total - done_before
     assert meta["dagster/row_count"] + meta["generation_failures"] == total
+    # every answer is now cached once; transient errors stay out by design, to be re-sent
+    assert _cached(synth_home) == total - meta["generation_failures_retryable"]
     final = shard_file(synth_home / "data", "rephrasings")
     assert final.is_file()
     assert not [p for p in final.parent.iterdir() if p.name.endswith(".tmp")]
