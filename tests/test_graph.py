@@ -129,14 +129,19 @@ def test_math_seeds_come_from_gsm8k(graph):
 
 
 def test_rerun_is_all_cache_hits_and_ids_are_stable(graph):
-    home, _, _ = graph
+    home, results, _ = graph
+    # transient failures (e.g. a smoke-model answer with a NUL, rejected by validation) are
+    # never cached: the re-run sends exactly those again, every other request is a cache hit
+    resent = materialization_metadata(results[TEXT], "rephrasings")["generation_failures_retryable"]
     before = pl.read_parquet(shard_file(home / "data", "rephrasings", TEXT))
     again = _materialize(home, selection=["rephrasings"], shards=[TEXT])
     meta = materialization_metadata(again[TEXT], "rephrasings")
-    assert meta["engine_requests"] == 0 and meta["cache_hits"] == 24
+    assert meta["engine_requests"] == resent and meta["cache_hits"] == 24 - resent
     after = pl.read_parquet(shard_file(home / "data", "rephrasings", TEXT))
     assert before.height > 0, "the smoke model should complete some rephrasings"
-    assert before["id"].to_list() == after["id"].to_list()
+    kept = after.filter(pl.col("id").is_in(before["id"].implode()))
+    assert before["id"].to_list() == kept["id"].to_list()
+    assert after.height - kept.height <= resent, "new rows come only from re-sent requests"
     assert before["run_id"][0] != after["run_id"][0]
 
 
