@@ -74,9 +74,13 @@ class GenerationEngine(dg.ConfigurableResource):
     _engine: Engine | None = PrivateAttr(default=None)
     _cache: ResponseCache | None = PrivateAttr(default=None)
     _run_id: str = PrivateAttr(default="")
+    _shard: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run_id or ""
+        # a shard run's failures replace that shard's earlier ones, not the other shards'
+        run = context.dagster_run
+        self._shard = run.tags.get("dagster/partition", "") if run else ""
 
     def _build(self) -> Engine:
         if self.backend == "transformers":
@@ -131,6 +135,7 @@ class GenerationEngine(dg.ConfigurableResource):
             chunk_size=self.chunk_size or chunk_size(self.backend),
             stage=stage,
             run_tag=self._run_id,
+            shard=self._shard,
         )
 
     def prices(self) -> PriceTable:

@@ -109,6 +109,38 @@ def test_a_failure_recorded_by_one_worker_is_seen_by_the_other(open_cache: OpenC
     assert open_cache().failures() == []
 
 
+def test_a_run_of_one_shard_keeps_the_other_shards_failures(open_cache: OpenCache):
+    def truncated(request):
+        return GenerationResult(request.request_id, "cut", "length")
+
+    engine = ScriptedEngine(truncated)
+    CachedEngine(engine, open_cache(), stage="cot", run_tag="a", shard="s0").generate(_requests(2))
+    # the same stage's run on another shard (other requests, none failing) in another run
+    CachedEngine(ScriptedEngine(lambda r: "ok"), open_cache(), stage="cot", run_tag="b", shard="s1")
+    assert sorted(r["request_id"] for r in open_cache().failures()) == ["r0", "r1"]
+    # the next run of shard s0 itself makes its earlier failures history
+    CachedEngine(ScriptedEngine(lambda r: "ok"), open_cache(), stage="cot", run_tag="c", shard="s0")
+    assert open_cache().failures() == []
+
+
+def test_a_cache_from_before_shards_gains_the_shard_column(tmp_path: Path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE failures (stage TEXT NOT NULL, key TEXT NOT NULL, "
+            "run_tag TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (stage, key))"
+        )
+        conn.execute("INSERT INTO failures VALUES ('cot', 'k', 'a', '{\"request_id\": \"r0\"}')")
+    cache = ResponseCache(path)
+    assert [r["request_id"] for r in cache.failures()] == ["r0"]
+    cache.put_failures("cot", "b", [("k2", {"request_id": "r1"})], shard="s1")
+    cache.reset_failures("cot", "b", shard="")
+    assert [r["request_id"] for r in cache.failures()] == ["r1"]
+    cache.close()
+
+
 def test_concurrent_writers_of_the_same_keys_all_succeed(open_cache: OpenCache):
     rows = [(f"k{i}", GenerationResult(f"k{i}", f"text {i}", "stop")) for i in range(200)]
     errors: list[BaseException] = []

@@ -87,8 +87,12 @@ class ResponseCache:
         )
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS failures (stage TEXT NOT NULL, key TEXT NOT NULL, "
-            "run_tag TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (stage, key))"
+            "run_tag TEXT NOT NULL, row TEXT NOT NULL, shard TEXT NOT NULL DEFAULT '', "
+            "PRIMARY KEY (stage, key))"
         )
+        columns = {name for _, name, *_ in self._conn.execute("PRAGMA table_info(failures)")}
+        if "shard" not in columns:  # a cache written before failures were kept per shard
+            self._conn.execute("ALTER TABLE failures ADD COLUMN shard TEXT NOT NULL DEFAULT ''")
         self._conn.commit()
         self.invalid_entries = 0
 
@@ -123,18 +127,23 @@ class ResponseCache:
     def _failure_blobs(self) -> Iterable[str]:
         return [r for (r,) in self._conn.execute("SELECT row FROM failures")]
 
-    def reset_failures(self, stage: str, run_tag: str) -> None:
-        """Forget `stage`'s failures from other runs: only the latest run's are outstanding."""
+    def reset_failures(self, stage: str, run_tag: str, shard: str = "") -> None:
+        """Forget `stage`'s failures on `shard` from other runs: only the latest run of each
+        (stage, shard) is outstanding; a run of one shard leaves the other shards' alone."""
         with self._conn:
             self._conn.execute(
-                "DELETE FROM failures WHERE stage = ? AND run_tag != ?", (stage, run_tag)
+                "DELETE FROM failures WHERE stage = ? AND shard = ? AND run_tag != ?",
+                (stage, shard, run_tag),
             )
 
-    def put_failures(self, stage: str, run_tag: str, rows: Sequence[tuple[str, dict]]) -> None:
+    def put_failures(
+        self, stage: str, run_tag: str, rows: Sequence[tuple[str, dict]], shard: str = ""
+    ) -> None:
         with self._conn:
             self._conn.executemany(
-                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
-                [(stage, key, run_tag, json.dumps(row)) for key, row in rows],
+                "INSERT OR REPLACE INTO failures (stage, key, run_tag, row, shard) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(stage, key, run_tag, json.dumps(row), shard) for key, row in rows],
             )
 
     def failures(self) -> list[dict]:
@@ -176,6 +185,7 @@ class CachedEngine:
         chunk_size: int = 64,
         stage: str = "unnamed",
         run_tag: str = "",
+        shard: str = "",
     ) -> None:
         self.engine = engine
         self.cache = cache
@@ -183,9 +193,10 @@ class CachedEngine:
         self.identity = engine.identity
         self.stage = stage
         self.run_tag = run_tag
+        self.shard = shard
         self.stats = GenerationStats()
         self.failures: list[dict] = []
-        cache.reset_failures(stage, run_tag)
+        cache.reset_failures(stage, run_tag, shard)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         keys = [cache_key(self.identity, r) for r in requests]
@@ -273,5 +284,8 @@ class CachedEngine:
         )
         self.failures.extend(rows)
         self.cache.put_failures(
-            self.stage, self.run_tag, list(zip([k for k, _, _ in bad], rows, strict=True))
+            self.stage,
+            self.run_tag,
+            list(zip([k for k, _, _ in bad], rows, strict=True)),
+            self.shard,
         )

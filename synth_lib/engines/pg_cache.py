@@ -29,7 +29,10 @@ _DDL_LOCK = 0x5E7AC4E
 _DDL = (
     "CREATE TABLE IF NOT EXISTS synth_responses (key TEXT PRIMARY KEY, result TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS synth_failures (stage TEXT NOT NULL, key TEXT NOT NULL, "
-    "run_tag TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (stage, key))",
+    "run_tag TEXT NOT NULL, row TEXT NOT NULL, shard TEXT NOT NULL DEFAULT '', "
+    "PRIMARY KEY (stage, key))",
+    # a table created before failures were kept per shard
+    "ALTER TABLE synth_failures ADD COLUMN IF NOT EXISTS shard TEXT NOT NULL DEFAULT ''",
 )
 
 
@@ -76,13 +79,16 @@ class PgResponseCache(ResponseCache):
             cur.execute("SELECT row FROM synth_failures ORDER BY stage, key")
             return [row for (row,) in cur.fetchall()]
 
-    def reset_failures(self, stage: str, run_tag: str) -> None:
+    def reset_failures(self, stage: str, run_tag: str, shard: str = "") -> None:
         with self._conn.cursor() as cur:
             cur.execute(
-                "DELETE FROM synth_failures WHERE stage = %s AND run_tag != %s", (stage, run_tag)
+                "DELETE FROM synth_failures WHERE stage = %s AND shard = %s AND run_tag != %s",
+                (stage, shard, run_tag),
             )
 
-    def put_failures(self, stage: str, run_tag: str, rows: Sequence[tuple[str, dict]]) -> None:
+    def put_failures(
+        self, stage: str, run_tag: str, rows: Sequence[tuple[str, dict]], shard: str = ""
+    ) -> None:
         from psycopg2.extras import execute_values
 
         unique = sorted({key: json.dumps(row) for key, row in rows}.items())
@@ -91,10 +97,10 @@ class PgResponseCache(ResponseCache):
         with self._conn.cursor() as cur:
             execute_values(
                 cur,
-                "INSERT INTO synth_failures (stage, key, run_tag, row) VALUES %s "
+                "INSERT INTO synth_failures (stage, key, run_tag, row, shard) VALUES %s "
                 "ON CONFLICT (stage, key) DO UPDATE "
-                "SET run_tag = EXCLUDED.run_tag, row = EXCLUDED.row",
-                [(stage, key, run_tag, row) for key, row in unique],
+                "SET run_tag = EXCLUDED.run_tag, row = EXCLUDED.row, shard = EXCLUDED.shard",
+                [(stage, key, run_tag, row, shard) for key, row in unique],
                 page_size=len(unique),
             )
 
