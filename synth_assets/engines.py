@@ -32,7 +32,7 @@ _POLARS = {str: pl.Utf8, int: pl.Int64, bool: pl.Boolean}
     deps=GENERATING_ASSETS,
 )
 def generation_failures(engine: GenerationEngine) -> dg.MaterializeResult:
-    """Outstanding failed requests of each generating stage's latest run."""
+    """Outstanding failed requests of each generating stage's latest run on each shard."""
     schema = {name: _POLARS[kind] for name, kind in FAILURE_COLUMNS.items()}
     rows = engine.cache.failures()
     frame = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
