@@ -15,6 +15,7 @@ from synth_lib.engines.cache import CachedEngine, ResponseCache
 from synth_lib.engines.economics import PriceTable
 from synth_lib.engines.factory import BACKENDS, build_engine, chunk_size, resolve_model_dir
 from synth_lib.engines.pg_cache import open_response_cache
+from synth_lib.mix.watermark import WatermarkSpec, watermark_engine
 
 
 class GenerationEngine(dg.ConfigurableResource):
@@ -58,13 +59,37 @@ class GenerationEngine(dg.ConfigurableResource):
     max_concurrency: int = Field(default=16, description="openai: requests in flight.")
     requests_per_minute: int = Field(default=0, description="openai: RPM limit (0: none).")
     tokens_per_minute: int = Field(default=0, description="openai: TPM limit (0: none).")
-    request_timeout_s: float = Field(default=300.0, description="openai: per-request deadline.")
+    request_timeout_s: float = Field(
+        default=60.0, description="openai: deadline of one attempt, its whole body included."
+    )
+    request_budget_s: float = Field(
+        default=120.0, description="openai: one request's budget over all attempts and backoffs."
+    )
+    stall_budget_s: float = Field(
+        default=120.0,
+        description="openai: with no response completed for this long, requests not yet sent "
+        "fail as retryable (the next run sends them) instead of holding the batch.",
+    )
+    max_attempts: int = Field(default=6, description="openai: attempts per request.")
+    served_model_policy: str = Field(
+        default="reject",
+        description="openai: an answer naming another model than `model` (or a dated snapshot "
+        "of it): 'reject' (a retryable failure) or 'accept' (kept, served model recorded).",
+    )
     dtype: str = Field(default="auto", description="vllm: weight dtype.")
     tensor_parallel_size: int = Field(default=1, description="vllm: GPUs per model replica.")
     gpu_memory_utilization: float = Field(default=0.9, description="vllm: share of GPU memory.")
     max_model_len: int = Field(default=0, description="vllm: context length (0: model's).")
     enable_prefix_caching: bool = Field(default=True, description="vllm: reuse shared prefixes.")
     load_format: str = Field(default="auto", description="vllm: 'dummy' for random weights.")
+    watermark: bool = Field(
+        default=False, description="Green-list watermark on generated text (SYNTH_WATERMARK=on)."
+    )
+    watermark_key: str = Field(
+        default="", description="Watermark key; only via dg.EnvVar('SYNTH_WATERMARK_KEY')."
+    )
+    watermark_gamma: float = Field(default=0.25, description="Watermark: green vocabulary share.")
+    watermark_delta: float = Field(default=2.0, description="Watermark: logit added to green.")
     price_table: str = Field(
         default="",
         description="JSON (or a path to it) of 'backend:model' globs -> prices, e.g. "
@@ -100,6 +125,10 @@ class GenerationEngine(dg.ConfigurableResource):
                 revision=self.revision or "api",
                 max_concurrency=self.max_concurrency,
                 request_timeout_s=self.request_timeout_s,
+                request_budget_s=self.request_budget_s,
+                stall_budget_s=self.stall_budget_s,
+                max_attempts=self.max_attempts,
+                served_model_policy=self.served_model_policy,
                 requests_per_minute=self.requests_per_minute or None,
                 tokens_per_minute=self.tokens_per_minute or None,
             )
@@ -129,6 +158,9 @@ class GenerationEngine(dg.ConfigurableResource):
         """The engine behind the response cache; stats start at zero for each stage."""
         if self._engine is None:
             self._engine = self._build()
+            if self.watermark:
+                spec = WatermarkSpec(self.watermark_key, self.watermark_gamma, self.watermark_delta)
+                self._engine = watermark_engine(self._engine, spec)
         return CachedEngine(
             self._engine,
             self.cache,

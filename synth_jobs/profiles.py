@@ -73,6 +73,8 @@ def local_resources(home: Path | None = None, shared_cache: bool = False) -> dic
             models_dir=os.environ.get("SYNTH_MODELS_DIR", str(home / "models")),
             openai_base_url=os.environ.get("SYNTH_OPENAI_BASE_URL", ""),
             openai_api_key=_secret("SYNTH_OPENAI_API_KEY"),
+            watermark=os.environ.get("SYNTH_WATERMARK", "off") == "on",
+            watermark_key=_secret("SYNTH_WATERMARK_KEY"),
             price_table=os.environ.get("SYNTH_PRICE_TABLE", ""),
             **_cache_settings(shared_cache),
         ),
