@@ -1,4 +1,5 @@
-"""The Dagster UI in a real headless Chromium: the asset graph and a recorded materialization.
+"""The Dagster UI in a real headless Chromium: the asset graph, its seed shards and a recorded
+materialization of one shard.
 
 The browser is driven over the Chrome DevTools Protocol on a pipe (`--remote-debugging-pipe`):
 no driver binary, no open debugging port, no Python dependency, and Chromium exits as soon
@@ -31,14 +32,17 @@ import httpx
 import pytest
 from PIL import Image
 
+from synth_assets.partitions import SEED_SHARDS
 from synth_jobs.definitions import all_assets
 from synth_jobs.profiles import local_resources
 from tests.conftest import REPO_ROOT
-from tests.shards import REF, materialize_shard
+from tests.shards import REF, STDLIB, materialize_shard
 
 pytestmark = pytest.mark.slow
 
 SEED_KEYS = ["text_seeds", "code_seeds", "math_seeds", "seed_quarantine"]
+# The shards whose seeds are materialized, REF last: its run is the latest materialization.
+SHARDS = [STDLIB, REF]
 # The upstream graph of training_mix: seeds, a generating stage and the mix itself.
 GRAPH_ASSETS = ["text_seeds", "code_seeds", "rephrasings", "training_mix"]
 CHROMIUMS = ["chromium", "chromium-browser", "google-chrome"]
@@ -182,6 +186,24 @@ class Page:
 
         return _poll(probe, timeout, f"page text to contain {needles}, not {list(absent)}")
 
+    def evaluate(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    def tooltip_of(self, element: str) -> str:
+        """The tooltip a user sees with the mouse on `element` (a JS expression): the text of
+        the tooltip the element names as describing it while open."""
+        x, y = self.evaluate(
+            f"(() => {{ const b = ({element}).getBoundingClientRect();"
+            " return [b.x + b.width / 2, b.y + b.height / 2]; })()"
+        )
+        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        tip = (
+            f"(() => {{ const id = ({element}).getAttribute('aria-describedby');"
+            " const tip = id && document.getElementById(id); return tip && tip.innerText; })()"
+        )
+        return _poll(lambda: self.evaluate(tip), 10, f"the tooltip of {element}")
+
     def screenshot(self) -> bytes:
         return base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"])
 
@@ -198,17 +220,23 @@ def _free_port() -> int:
 
 
 def _materialize_seeds(dagster_home: Path, synth_home: Path) -> dict[str, Any]:
-    """Seeds only (seconds, no model): the UI then has a real materialization to show."""
+    """Seeds only (seconds, no model), one run per shard: the UI then has real materializations
+    of two shards to show. Returns the text_seeds metadata of the last (REF) run and the run
+    id of each shard."""
+    runs = {}
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        result = materialize_shard(
-            all_assets,
-            REF,
-            instance,
-            selection=SEED_KEYS,
-            resources=local_resources(synth_home),
-            run_config={"ops": {"seeds": {"config": {"gsm8k_path": ""}}}},
-        )
-    assert result.success
+        instance.add_dynamic_partitions(SEED_SHARDS, SHARDS)
+        for shard in SHARDS:
+            result = materialize_shard(
+                all_assets,
+                shard,
+                instance,
+                selection=SEED_KEYS,
+                resources=local_resources(synth_home),
+                run_config={"ops": {"seeds": {"config": {"gsm8k_path": ""}}}},
+            )
+            assert result.success, shard
+            runs[shard] = result.run_id
     (event,) = [
         e
         for e in result.get_asset_materialization_events()
@@ -216,6 +244,7 @@ def _materialize_seeds(dagster_home: Path, synth_home: Path) -> dict[str, Any]:
     ]
     return {
         "run_id": result.run_id,
+        "shard_runs": runs,
         **{k: v.value for k, v in event.materialization.metadata.items()},
     }
 
@@ -245,7 +274,7 @@ def _location_loaded(base: str) -> bool:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A webserver on a free port over a fresh instance holding one seeds materialization."""
+    """A webserver on a free port over a fresh instance: two shards with their seeds."""
     root = tmp_path_factory.mktemp("ui")
     dagster_home, synth_home = root / "dagster", root / "synth"
     dagster_home.mkdir()
@@ -336,6 +365,16 @@ def test_graphql_lists_every_asset_and_the_seed_materialization(ui: dict[str, An
     assert ints["dagster/row_count"] == ui["metadata"]["dagster/row_count"] > 0
 
 
+def _partition_counts(page: Page, name: str) -> list[str]:
+    """The tooltips of the partition counts in an asset's catalog row, as a user reads them by
+    hovering each icon and number ("1 materialized partition", "0 missing partitions", ...)."""
+    counts = f"""[...document.querySelector('a[href="/assets/{name}"]')
+               .closest('[class*="VirtualizedTable_row"]')
+               .querySelectorAll('span[data-state]')]
+             .filter(e => e.querySelector('[aria-label^="partition_"]'))"""
+    return [page.tooltip_of(f"{counts}[{i}]") for i in range(page.evaluate(f"{counts}.length"))]
+
+
 def test_catalog_lists_the_assets_and_which_are_materialized(
     page: Page, ui: dict[str, Any]
 ) -> None:
@@ -343,11 +382,23 @@ def test_catalog_lists_the_assets_and_which_are_materialized(
     page.goto(f"{ui['base']}/assets", height=400 + 80 * len(ASSET_NAMES))
     # Each row's status loads on its own: wait until none still says "Loading".
     text = page.wait_for_text([*ASSET_NAMES, "materialized"], absent=("Loading",))
+    counts = ["0 failed partitions", "0 materializing partitions"]
     for name in ["text_seeds", "code_seeds", "seed_quarantine"]:
-        row = _catalog_row(text, name)
-        assert "Materialized" in row and "Never materialized" not in row, (name, row)
+        assert "2 partitions" in _catalog_row(text, name), name
+        assert _partition_counts(page, name) == [
+            "2 materialized partitions",
+            "0 missing partitions",
+            *counts,
+        ], name
     for name in ["rephrasings", "training_mix"]:
-        assert "Never materialized" in _catalog_row(text, name), name
+        assert "2 partitions" in _catalog_row(text, name), name
+        assert _partition_counts(page, name) == [
+            "0 materialized partitions",
+            "2 missing partitions",
+            *counts,
+        ], name
+    # A cross-shard asset is not partitioned: one status for the whole asset.
+    assert "Never materialized" in _catalog_row(text, "decontaminated_mix")
     assert "doesn't have a software definition" not in text
 
 
@@ -356,9 +407,41 @@ def test_asset_page_shows_the_latest_materialization_metadata(
 ) -> None:
     meta = ui["metadata"]
     page.goto(f"{ui['base']}/assets/text_seeds?view=events")
-    text = page.wait_for_text([f"Materialized in run {meta['run_id'][:8]}", "rows_kept"])
+    run = meta["run_id"][:8]
+    text = page.wait_for_text([f"Partition {REF} materialized in run {run}", "rows_kept"])
     for label in ["dagster/row_count", "rows_kept", "rows_read", "exact_duplicates_dropped"]:
         assert re.search(rf"{re.escape(label)}\s+{_number(meta[label])}\s", text), label
+    assert meta["content_hash"] in text
+
+
+def _partition_dots(page: Page) -> dict[str, str]:
+    """Shard key -> the colour of its status dot in an asset's Partitions tab list."""
+    return page.evaluate(
+        f"""Object.fromEntries({json.dumps(SHARDS)}.map(key => {{
+              const cell = document.querySelector(`[data-tooltip="${{key}}"]`);
+              const dot = cell && cell.parentElement.querySelector('div[style*="border-radius"]');
+              return [key, dot ? dot.style.background : null]; }}))"""
+    )
+
+
+def test_asset_partitions_tab_lists_the_shards_and_their_materializations(
+    page: Page, ui: dict[str, Any]
+) -> None:
+    meta, runs = ui["metadata"], ui["metadata"]["shard_runs"]
+    # Each shard in the list carries a status dot: green once materialized, grey while missing.
+    for name, status, colour in [
+        ("text_seeds", "Materialized (2)", "var(--color-accent-green)"),
+        ("rephrasings", "Missing (2)", "var(--color-accent-gray)"),
+    ]:
+        page.goto(f"{ui['base']}/assets/{name}?view=partitions")
+        page.wait_for_text([*SHARDS, status, "2 Partitions"], absent=("Loading",))
+        dots = _partition_dots(page)
+        assert dots == dict.fromkeys(SHARDS, colour), (name, dots)
+    # One shard's page: its own run and metadata, not the other shard's.
+    page.goto(f"{ui['base']}/assets/text_seeds?view=partitions&partition={REF}")
+    text = page.wait_for_text([runs[REF][:8], "rows_kept", "View all historical events (1)"])
+    assert runs[STDLIB][:8] not in text
+    assert re.search(rf"rows_kept\s+{_number(meta['rows_kept'])}\s", text)
     assert meta["content_hash"] in text
 
 
