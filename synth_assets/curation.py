@@ -62,8 +62,10 @@ class CurationConfig(dg.Config):
     """Benchmarks, thresholds and bounds for turning the training mix into a defensible one."""
 
     benchmark_paths: list[str] = Field(
-        default_factory=lambda: [p for p in [os.environ.get("SYNTH_GSM8K_TEST_PATH", "")] if p]
-        + benchmark_dir_files(os.environ.get("SYNTH_BENCHMARK_DIR", "")),
+        default_factory=lambda: (
+            [p for p in [os.environ.get("SYNTH_GSM8K_TEST_PATH", "")] if p]
+            + benchmark_dir_files(os.environ.get("SYNTH_BENCHMARK_DIR", ""))
+        ),
         description="Benchmark JSONL/Parquet files (text column guessed: question, prompt, ...). "
         "Default: SYNTH_GSM8K_TEST_PATH when set, and every file in SYNTH_BENCHMARK_DIR.",
     )

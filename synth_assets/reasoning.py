@@ -89,7 +89,8 @@ class CotConfig(dg.Config):
 
     k: int = Field(default=4, description="Solutions sampled per problem (pass@K).")
     max_math_problems: int = Field(
-        default=4, description="GSM8K problems used per shard (0: all)."
+        default=2,
+        description="GSM8K problems used per shard (0: all); the 135M default solves few.",
     )
     max_task_problems: int = Field(
         default=0, description="reasoning-gym problems used per shard (0: all)."
@@ -277,7 +278,7 @@ class DebateConfig(dg.Config):
         default=0.25, description="Share of accepted rephrasings and judged pairs debated (by id)."
     )
     max_items: int = Field(
-        default=8, description="Cap on debated samples per source stage and shard (0: no cap)."
+        default=3, description="Cap on debated samples per source stage and shard (0: no cap)."
     )
     rounds: int = Field(default=1, description="Proponent/opponent rounds before judging.")
     max_tokens: int = Field(default=128, description="Completion budget per debate turn.")

@@ -41,7 +41,7 @@ PAYLOAD_SCHEMA = {
 class RephraseConfig(dg.Config):
     """Which seeds to rephrase, in which styles, and how to sample."""
 
-    max_seeds: int = Field(default=8, description="Text seeds to rephrase per shard (0: all).")
+    max_seeds: int = Field(default=4, description="Text seeds to rephrase per shard (0: all).")
     max_passage_chars: int = Field(
         default=700,
         description="Rephrase only passages up to this long (0: any): a 135M model rambles "
@@ -148,7 +148,7 @@ DIALOGUE_SCHEMA = {
 class InstructionsConfig(dg.Config):
     """How many seeds per shard become instructions, how they evolve, and the judge's bar."""
 
-    max_text_seeds: int = Field(default=2, description="Text seeds per shard (0: none).")
+    max_text_seeds: int = Field(default=1, description="Text seeds per shard (0: none).")
     max_code_seeds: int = Field(default=1, description="Code seeds per shard (0: none).")
     depth: int = Field(default=1, description="Evol-Instruct evolution steps per instruction.")
     operators: list[str] = Field(
@@ -157,7 +157,7 @@ class InstructionsConfig(dg.Config):
     use_personas: bool = Field(default=True, description="Sample a persona per row.")
     personas: str = Field(default=DEFAULT_PERSONAS, description="Persona file (prompts folder).")
     persona_probe_variants: int = Field(
-        default=2,
+        default=1,
         description="Variants per seed in the with/without-persona diversity probe (0: off).",
     )
     temperature: float = Field(default=0.8, description="Sampling temperature.")
@@ -170,7 +170,7 @@ class InstructionsConfig(dg.Config):
 class DialoguesConfig(dg.Config):
     """How many seeds per shard become conversations, their length and the topic bar."""
 
-    max_text_seeds: int = Field(default=2, description="Text seeds per shard (0: none).")
+    max_text_seeds: int = Field(default=1, description="Text seeds per shard (0: none).")
     max_code_seeds: int = Field(default=1, description="Code seeds per shard (0: none).")
     requested_turns: list[int] = Field(
         default=[2, 3], description="Exchanges to ask for; one is picked per row."
