@@ -26,6 +26,7 @@ from synth_lib.curation.steps import (
     CurationOutcome,
     CurationSettings,
     anchor_and_measure,
+    in_dedup_scope,
     text_view,
     with_verdict,
 )
@@ -107,6 +108,7 @@ def curate_shards(
         survivors = frame.filter(~blank)
         matches = leaks.matches(name, survivors)
         clean = survivors.filter(pl.Series([m is None for m in matches], dtype=pl.Boolean))
+        clean = clean.filter(in_dedup_scope(clean))
         stats = store.add(
             name,
             clean.get_column("id").to_list(),
@@ -140,11 +142,14 @@ def curate_shards(
             )
         )
         clean = with_verdict(survivors.filter(~leaked), "decontam", True, None, None)
+        scope = in_dedup_scope(clean)
+        pairs, clean = clean.filter(~scope), clean.filter(scope)
         rows = slice(offsets[name], offsets[name] + clean.height)
         is_kept = pl.Series(dedup.kept[rows], dtype=pl.Boolean)
         reasons = [r for r in dedup.reason[rows] if r]
         parts["dup"].append(with_verdict(clean.filter(~is_kept), "dedup", False, None, reasons))
-        parts["rest"].append(with_verdict(clean.filter(is_kept), "dedup", True, None, None))
+        kept = pl.concat([clean.filter(is_kept), pairs], how="vertical_relaxed")
+        parts["rest"].append(with_verdict(kept, "dedup", True, None, None))
     joined = {k: _concat(v) for k, v in parts.items()}
     outcome = anchor_and_measure(
         joined["rest"],

@@ -87,20 +87,35 @@ def decontaminate(
     return with_verdict(frame.filter(~leaked), "decontam", True, None, None), rejected, matches
 
 
+def in_dedup_scope(frame: pl.DataFrame) -> pl.Series:
+    """Rows near-duplicate removal compares: all but preference pairs.
+
+    A DPO pair shares its prompt and chosen answer with the SFT trace it was built from, by
+    design, and trains another objective: it is not that trace's duplicate. Pairs are built
+    at most `max_pairs_per_prompt` per prompt, so they are not clustered among themselves.
+    """
+    if "chosen" not in frame.columns:
+        return pl.Series("in_scope", [True] * frame.height, dtype=pl.Boolean)
+    return frame.get_column("chosen").is_null()
+
+
 def near_duplicates(
     frame: pl.DataFrame, config: DedupConfig
 ) -> tuple[pl.DataFrame, pl.DataFrame, DedupResult]:
     """(kept, duplicates, clustering): one representative per near-duplicate cluster."""
+    scope = in_dedup_scope(frame)
+    compared, pairs = frame.filter(scope), frame.filter(~scope)
     result = find_duplicates(
-        frame.get_column("_text").to_list(),
-        keys=frame.get_column("id").to_list(),
-        is_synthetic=frame.get_column("is_synthetic").fill_null(True).to_list(),
+        compared.get_column("_text").to_list(),
+        keys=compared.get_column("id").to_list(),
+        is_synthetic=compared.get_column("is_synthetic").fill_null(True).to_list(),
         config=config,
     )
     kept = pl.Series(result.kept, dtype=pl.Boolean)
     reasons = [r for r in result.reason if r]
-    rejected = with_verdict(frame.filter(~kept), "dedup", False, None, reasons)
-    return with_verdict(frame.filter(kept), "dedup", True, None, None), rejected, result
+    rejected = with_verdict(compared.filter(~kept), "dedup", False, None, reasons)
+    survivors = pl.concat([compared.filter(kept), pairs], how="vertical_relaxed")
+    return with_verdict(survivors, "dedup", True, None, None), rejected, result
 
 
 def anchor_window(
