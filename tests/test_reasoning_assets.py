@@ -111,7 +111,7 @@ def run(tmp_path_factory):
     config = {
         "reasoning_tasks": {"config": TASKS},
         "cot_traces": {"config": {"k": 4, "max_math_problems": 4}},
-        "debate_verdicts": {"config": {"share": 1.0, "rounds": 1}},
+        "debate_verdicts": {"config": {"share": 1.0, "rounds": 1, "max_items": 8}},
     }
     result = materialize_shard(
         [
