@@ -58,7 +58,7 @@ class CodeProblemsConfig(dg.Config):
     """How many code seeds become problems, and how to sample the statements."""
 
     max_seeds: int = Field(
-        default=3, description="Code seeds per shard to write problems for (0: all)."
+        default=2, description="Code seeds per shard to write problems for (0: all)."
     )
     temperature: float = Field(default=0.7, description="Sampling temperature.")
     max_tokens: int = Field(default=160, description="Completion budget per problem statement.")

@@ -456,7 +456,7 @@ class CoverageConfig(dg.Config):
     """Clusters of the seed space and the budget of the next, coverage-driven round."""
 
     k: int = Field(default=6, description="k-means clusters over the seed embeddings.")
-    budget: int = Field(default=2, description="Rows the next round generates (allocated).")
+    budget: int = Field(default=1, description="Rows the next round generates (allocated).")
     max_seeds: int = Field(
         default=200, description="Text seeds embedded, first by id (0: all; scale up with k)."
     )

@@ -397,7 +397,7 @@ class SearchConfig(dg.Config):
     """How many problems per shard get a search tree, its size, and the sampling baseline."""
 
     max_math_problems: int = Field(default=1, description="GSM8K problems per shard (0: none).")
-    max_task_problems: int = Field(default=2, description="reasoning-gym problems per shard.")
+    max_task_problems: int = Field(default=1, description="reasoning-gym problems per shard.")
     iterations: int = Field(default=4, description="MCTS iterations per problem.")
     max_children: int = Field(default=2, description="Children per node (progressive widening).")
     max_depth: int = Field(default=3, description="Steps before a node is rolled out as final.")
