@@ -247,3 +247,11 @@ def test_shards_verified_check_blocks_downstream_when_the_shards_change(tmp_path
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert "part-00001.parquet" in check.description
     assert second.asset_materializations_for_node("trainer") == []
+
+
+def test_real_rows_start_with_the_seeds_of_the_chosen_synthetic_rows():
+    real = _frame(50, "r").with_columns(root_seed_ids=pl.col("id").map_elements(lambda i: [i]))
+    synthetic = _frame(3, "s").with_columns(root_seed_ids=pl.Series([["r7"], ["r41"], ["r7"]]))
+    mix, plan = build_mix(real, synthetic, 1.0, seed=0)
+    real_ids = set(mix.filter(pl.col("id").str.starts_with("r"))["id"])
+    assert plan.real_taken == 3 and {"r7", "r41"} <= real_ids

@@ -95,6 +95,22 @@ class MixPlan:
     synthetic_taken: int
 
 
+def _sample_real(real: pl.DataFrame, synthetic: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    """`n` real rows: first the seeds the chosen synthetic rows descend from, then a seeded
+    sample of the rest. A rewrite's own passage is then in the mix beside it, so curation
+    anchors it to its source rather than to whichever passages the sample happened to hold."""
+    if not n:
+        return real.head(0)
+    if "root_seed_ids" not in synthetic.columns or "id" not in real.columns:
+        return real.sample(n=n, seed=seed, shuffle=True)
+    roots = synthetic.get_column("root_seed_ids").explode().drop_nulls().unique()
+    parents = real.filter(pl.col("id").is_in(roots.implode())).sort("id").head(n)
+    rest = real.filter(~pl.col("id").is_in(parents.get_column("id").implode()))
+    fill = n - parents.height
+    filler = rest.sample(n=fill, seed=seed, shuffle=True) if fill else rest.head(0)
+    return pl.concat([parents, filler], how="vertical")
+
+
 def build_mix(
     real: pl.DataFrame, synthetic: pl.DataFrame, real_per_synthetic: float, seed: int
 ) -> tuple[pl.DataFrame, MixPlan]:
@@ -108,8 +124,8 @@ def build_mix(
     n_real = min(real.height, round(n_syn * real_per_synthetic))
     if n_real < round(n_syn * real_per_synthetic):
         n_syn = min(n_syn, round(n_real / real_per_synthetic))
-    real_part = real.sample(n=n_real, seed=seed, shuffle=True) if n_real else real.head(0)
     syn_part = synthetic.sample(n=n_syn, seed=seed, shuffle=True) if n_syn else synthetic.head(0)
+    real_part = _sample_real(real, syn_part, n_real, seed)
     mixed = pl.concat([real_part, syn_part], how="vertical")
     mixed = mixed.sample(fraction=1.0, seed=seed, shuffle=True) if mixed.height else mixed
     plan = MixPlan(real.height, synthetic.height, n_real, n_syn)
