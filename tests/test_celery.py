@@ -56,12 +56,22 @@ def fleet_env(tmp_path, monkeypatch):
     return tmp_path, env
 
 
+# A SIGKILLed worker's exclusive pidbox queue stays locked in RabbitMQ until its
+# connection times out, so each run names its workers afresh.
+RUN_TAG = uuid.uuid4().hex[:8]
+
+
+def _worker_of(hostname: str) -> str:
+    """`w1` from the node name `w1-<run tag>@<host>`."""
+    return hostname.split("@")[0].removesuffix(f"-{RUN_TAG}")
+
+
 def _start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
     queue = os.environ["SYNTH_CELERY_QUEUE"]
     cli = [
         str(Path(sys.executable).with_name("dagster-celery")),
         "worker", "start", "-A", "dagster_celery.app", "-y", str(tmp_path / "celery.yaml"),
-        "-q", queue, "--name", name, "--", "--concurrency", "1",
+        "-q", queue, "--name", f"{name}-{RUN_TAG}", "--", "--concurrency", "1",
     ]  # fmt: skip
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -101,7 +111,7 @@ def _kill_when_started(instance, workers) -> str | None:
     """SIGKILL the worker running HOLD_SHARD's slow step; returns its name."""
     for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": HOLD_SHARD})):
         for worker in _placements(instance, run.run_id).get("passage_lengths", []):
-            name = worker.split("@")[0]
+            name = _worker_of(worker)
             os.killpg(workers[name].pid, signal.SIGKILL)
             return name
     return None
@@ -141,10 +151,10 @@ def test_backfill_spreads_over_two_workers_and_survives_a_killed_one(fleet_env):
             placed = {
                 shard: _placements(instance, run_id) for shard, (_, run_id) in results.items()
             }
-        workers_used = {w.split("@")[0] for p in placed.values() for ws in p.values() for w in ws}
+        workers_used = {_worker_of(w) for p in placed.values() for ws in p.values() for w in ws}
         assert workers_used == {"w1", "w2"}, placed
         survivor = ({"w1", "w2"} - {killed}).pop()
-        slow = [w.split("@")[0] for w in placed[HOLD_SHARD]["passage_lengths"]]
+        slow = [_worker_of(w) for w in placed[HOLD_SHARD]["passage_lengths"]]
         assert slow[0] == killed and slow[-1] == survivor, slow
         print(f"\nplacement: {placed}\nkilled: {killed}; slow step on: {slow}")
         data = Path(env["SYNTH_HOME"]) / "data" / "passage_lengths"
