@@ -31,6 +31,7 @@ from scipy.sparse.csgraph import connected_components
 from synth_lib.curation.dedup import (
     DedupConfig,
     DedupResult,
+    cluster_result,
     drop_common_shingles,
     lsh_candidates,
     minhash_signatures,
@@ -305,23 +306,4 @@ def cluster(
     rep_of_label = np.empty(label.max() + 1, dtype=np.int64)
     rep_of_label[label[order][first]] = order[first]
     rep = rep_of_label[label]
-    kept = rep == np.arange(n)
-    sizes = np.bincount(label)
-    same_text = exact == exact[rep]
-    reason: list[str | None] = [
-        None
-        if kept[i]
-        else f"{'exact' if same_text[i] else 'near'} duplicate of {keys[rep[i]]} "
-        f"(cluster of {sizes[label[i]]})"
-        for i in range(n)
-    ]
-    dropped = ~kept
-    return DedupResult(
-        cluster_id=[keys[r] for r in rep],
-        kept=kept,
-        reason=reason,
-        exact_duplicates=int((dropped & same_text).sum()),
-        near_duplicates=int((dropped & ~same_text).sum()),
-        clusters=int((sizes > 1).sum()),
-        candidate_pairs=len(edges),
-    )
+    return cluster_result(keys, label, rep, exact == exact[rep], len(edges))

@@ -228,9 +228,23 @@ def find_duplicates(
     rep_of_label = np.empty(label.max() + 1 if n else 0, dtype=np.int64)
     rep_of_label[label[order][first]] = order[first]
     rep = rep_of_label[label] if n else np.empty(0, dtype=np.int64)
+    same_text = exact_group == exact_group[rep] if n else np.empty(0, dtype=bool)
+    return cluster_result(keys, label, rep, same_text, candidates)
+
+
+def cluster_result(
+    keys: Sequence[str],
+    label: np.ndarray,
+    rep: np.ndarray,
+    same_text: np.ndarray,
+    candidate_pairs: int,
+) -> DedupResult:
+    """Kept flags, reasons and counts from each row's cluster label and representative row
+    (`same_text`: the row's exact text equals its representative's). Shared by the one-shot
+    clustering and the incremental band store, so both report alike."""
+    n = len(keys)
     kept = rep == np.arange(n)
     sizes = np.bincount(label) if n else np.empty(0, dtype=np.int64)
-    same_text = exact_group == exact_group[rep] if n else np.empty(0, dtype=bool)
     reason: list[str | None] = [
         None
         if kept[i]
@@ -246,7 +260,7 @@ def find_duplicates(
         exact_duplicates=int((dropped & same_text).sum()),
         near_duplicates=int((dropped & ~same_text).sum()),
         clusters=int((sizes > 1).sum()),
-        candidate_pairs=candidates,
+        candidate_pairs=candidate_pairs,
     )
 
 
