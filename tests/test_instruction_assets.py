@@ -153,7 +153,9 @@ def run(tmp_path_factory, smoke_models_dir):
         run_config={"ops": {
             "instructions": {"config": {**one_text, "persona_probe_variants": 2}},
             "dialogues": {"config": {**one_text, "max_code_seeds": 0}},
-            "search_traces": {"config": {"iterations": 6, "max_children": 2, "max_task_problems": 2}},
+            "search_traces": {
+                "config": {"iterations": 6, "max_children": 2, "max_task_problems": 2}
+            },
             "quality_scores": {"config": {"perplexity_model": str(model_dir),
                                           "max_perplexity": None}},
         }},
