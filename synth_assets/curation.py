@@ -250,6 +250,7 @@ def decontaminated_mix(
         "shards": len(shards),
         "shards_indexed_now": work["shards_indexed"],
         "rows_indexed_now": work["rows_indexed"],
+        "shards_resigned_now": work["shards_resigned"],
         "removed_by_rollback": sum(rolled_back_rows.values()),
         "rows_without_text": outcome.empty.height,
         "flagged_by_benchmark": dg.MetadataValue.json(index.counts(outcome.matches)),

@@ -1,25 +1,42 @@
 """A persisted MinHash LSH index: near-duplicates across shards without recomputing old ones.
 
-Each shard added stores, per row, its id, whether it is synthetic, its exact-text key, its
-MinHash signature and its LSH band keys (`rows/<shard>.parquet`), plus the duplicate edges
-it found against itself and every shard added before it (`edges/<shard>.parquet`). A new
-shard is hashed once and its band keys are joined against the stored ones, shard by shard,
-so memory is bounded by one shard plus one stored shard's band keys. Clustering is then
-the connected components of all stored edges and the representative rule of `dedup`
-(a human row before a synthetic one, then the lowest id), so the result equals
-`find_duplicates` over the same rows in one shot (`tests/test_shards_curation.py`), for
-`max_shingle_share = 1.0`; below that, shingles common in the first shard added are
-frozen as the stop list (a one-shot run would recompute it over all rows), and
-`rebuild` starts over. Files are written to a temporary name and renamed: a step killed
-mid-write leaves the index as it was.
+`manifest.json` lists the shards in the order added and, for each, the files of its current
+version: `rows/` (per row its id, whether it is synthetic, its exact-text key, its MinHash
+signature and LSH band keys), `edges/` (the duplicate edges it found against itself and
+every shard before it) and, below `max_shingle_share = 1`, `shingles/` (its distinct
+(row, shingle) pairs). A new shard is hashed once and its band keys are joined against the
+stored ones, shard by shard, so memory is bounded by one shard plus one stored shard.
+Clustering is the connected components of all stored edges and the representative rule of
+`dedup` (a human row before a synthetic one, then the lowest id), so the result equals
+`find_duplicates` over the same rows in one shot (`tests/test_shards_curation.py`,
+`tests/test_band_store_stoplist.py`).
+
+That holds for any `max_shingle_share`. Below 1, the stop list (shingles in more than
+max(10, share * n) of the n distinct texts, the rule of `drop_common_shingles`) is
+recomputed at every change from persisted counts: `counts/df` (per shingle, the distinct
+exact texts that have it) and `counts/refs` (per exact text, the shards holding it, so a
+text copied across shards counts once); a shard added, replaced or dropped (`retain`) adds
+or subtracts only its own texts. A stored shard with a shingle whose stop status changed
+is re-signed from its stored shingles (no text is tokenised again) and the edges it is
+part of are recomputed; a shard the change does not reach keeps its files
+(`AddStats.resigned` names the re-signed ones). The price is reading and rewriting
+`counts/` at each change: linear in the index's distinct shingles and texts.
+
+Every file is written under a fresh name and the manifest replaced last, one writer at a
+time: a step killed mid-change leaves the index as it was (and files nothing names).
 """
 
 from __future__ import annotations
 
+import copy
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,29 +49,62 @@ from synth_lib.curation.dedup import (
     DedupConfig,
     DedupResult,
     cluster_result,
-    drop_common_shingles,
     lsh_candidates,
     minhash_signatures,
 )
-from synth_lib.curation.shingles import HASH_MUL, mix64, ngram_hashes, text_keys, tokenise
+from synth_lib.curation.shingles import (
+    HASH_MUL,
+    mix64,
+    ngram_hashes,
+    text_keys,
+    tokenise,
+    unique_pairs,
+)
+
+# bumped when the files change meaning, so an older index is never read as this one
+_FORMAT = 2
+_MAX = np.iinfo(np.uint32).max
+_DF_SCHEMA = {"gram": pl.UInt64, "count": pl.Int64}
+_REFS_SCHEMA = {"exact": pl.UInt64, "holders": pl.Int64}
+_EDGE_SCHEMA = {"a_row": pl.Int64, "b_shard": pl.Utf8, "b_version": pl.Utf8, "b_row": pl.Int64}
 
 
 @dataclass(frozen=True)
 class AddStats:
-    """What adding one shard cost and found."""
+    """What adding one shard cost and found; `resigned`: stored shards signed again
+    because the stop list changed where they have shingles."""
 
     rows: int
     within_pairs: int
     cross_pairs: int
     shards_compared: int
     cached: bool = False
+    resigned: tuple[str, ...] = ()
 
 
-def _write(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.write_parquet(staging)
-    os.replace(staging, path)
+@dataclass(frozen=True)
+class _Shard:
+    """A shard being added: its rows and their distinct (row, shingle) pairs."""
+
+    name: str
+    digest: str
+    ids: list[str]
+    synthetic: list[bool]
+    exact: np.ndarray
+    row: np.ndarray
+    gram: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """One shard version in memory (`version`: its rows file): what edges are computed from."""
+
+    name: str
+    version: str
+    exact: np.ndarray
+    sig: np.ndarray
+    bands: np.ndarray
+    sketched: np.ndarray
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -72,83 +122,192 @@ class BandStore:
 
     def __init__(self, root: str | Path, config: DedupConfig) -> None:
         self.config = config
-        digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()
-        self.root = Path(root, digest[:16])
-        self._stop: np.ndarray | None = None
+        blob = json.dumps({"format": _FORMAT, **asdict(config)}, sort_keys=True)
+        self.root = Path(root, hashlib.sha256(blob.encode()).hexdigest()[:16])
+        self._stops = config.max_shingle_share < 1.0
 
-    def _rows_path(self, shard: str) -> Path:
-        return self.root / "rows" / f"{shard}.parquet"
+    def _manifest(self) -> dict:
+        path = self.root / "manifest.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        return {"shards": {}, "df": None, "refs": None, "stop": None}
 
-    def _edges_path(self, shard: str) -> Path:
-        return self.root / "edges" / f"{shard}.parquet"
+    def _commit(self, manifest: dict) -> None:
+        staging = self.root / f".manifest.{os.getpid()}.tmp"
+        staging.write_text(json.dumps(manifest))
+        os.replace(staging, self.root / "manifest.json")
+
+    def _write(self, frame: pl.DataFrame, kind: str, name: str) -> str:
+        """Write `frame` under a fresh name in `kind/`; returns its path relative to root."""
+        relative = f"{kind}/{name}.{uuid.uuid4().hex[:12]}.parquet"
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.tmp")
+        frame.write_parquet(staging)
+        os.replace(staging, path)
+        return relative
+
+    def _read(self, relative: str, columns: list[str] | None = None) -> pl.DataFrame:
+        return pl.read_parquet(self.root / relative, columns=columns)
 
     def shards(self) -> dict[str, str]:
         """{shard: digest of its ids} for every shard in the index, in the order added."""
-        path = self.root / "shards.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    def _save_shards(self, shards: dict[str, str]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".shards.{os.getpid()}.tmp"
-        staging.write_text(json.dumps(shards))
-        os.replace(staging, self.root / "shards.json")
+        return {name: entry["digest"] for name, entry in self._manifest()["shards"].items()}
 
     def rebuild(self) -> None:
-        """Forget everything (e.g. after the stop list should change)."""
+        """Forget everything."""
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def _stop_shingles(self, doc: np.ndarray, grams: np.ndarray, n: int) -> np.ndarray:
-        """The frozen stop list: computed from the first shard added, then read back."""
-        path = self.root / "stop_shingles.npy"
-        if self._stop is None and path.is_file():
-            self._stop = np.load(path)
-        if self._stop is None:
-            _, kept = drop_common_shingles(doc, grams, n, self.config.max_shingle_share)
-            self._stop = np.setdiff1d(np.unique(grams), np.unique(kept))
-            self.root.mkdir(parents=True, exist_ok=True)
-            np.save(self.root / f".stop.{os.getpid()}.npy", self._stop)
-            os.replace(self.root / f".stop.{os.getpid()}.npy", path)
-        return self._stop
-
-    def _signatures(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(exact keys, signatures, sketched?) of `texts`; unsketched rows have no shingle."""
-        tokens = tokenise(texts)
-        exact = text_keys(tokens)
-        doc, grams = ngram_hashes(tokens, self.config.ngram)
-        if self.config.max_shingle_share < 1.0:
-            keep = ~np.isin(grams, self._stop_shingles(doc, grams, len(texts)))
-            doc, grams = doc[keep], grams[keep]
-        sig = np.full((len(texts), self.config.num_perm), np.iinfo(np.uint32).max, np.uint32)
-        present = np.unique(doc)
-        if len(present):
-            dense = np.searchsorted(present, doc)
-            sig[present] = minhash_signatures(
-                dense, grams, len(present), self.config.num_perm, self.config.seed
-            )
-        sketched = np.zeros(len(texts), dtype=bool)
-        sketched[present] = True
-        return exact, sig, sketched
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time: a change reads the manifest, writes files, then replaces it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def add(self, shard: str, ids: list[str], texts: list[str], synthetic: list[bool]) -> AddStats:
         """Index a shard (replacing it if its ids changed); returns what it compared."""
         digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
-        known = self.shards()
-        if known.get(shard) == digest:
-            return AddStats(len(ids), 0, 0, 0, cached=True)
-        known.pop(shard, None)
-        exact, sig, sketched = self._signatures(texts)
-        bands = band_keys(sig, self.config.bands, self.config.rows)
-        # a row without shingles is never a near-duplicate: band keys nothing else can have
+        with self._locked():
+            before = self._manifest()
+            if before["shards"].get(shard, {}).get("digest") == digest:
+                return AddStats(len(ids), 0, 0, 0, cached=True)
+            tokens = tokenise(texts)
+            row, gram = unique_pairs(*ngram_hashes(tokens, self.config.ngram))
+            new = _Shard(shard, digest, ids, synthetic, text_keys(tokens), row, gram)
+            gone = [shard] if shard in before["shards"] else []
+            return self._change(before, gone, new)
+
+    def retain(self, shards: list[str]) -> tuple[str, ...]:
+        """Drop every shard not in `shards` (their texts leave the stop list's counts too, as
+        a one-shot run over the rest would have it); returns the shards re-signed."""
+        with self._locked():
+            before = self._manifest()
+            gone = [s for s in before["shards"] if s not in shards]
+            return self._change(before, gone, None).resigned if gone else ()
+
+    def _change(self, before: dict, gone: list[str], new: _Shard | None) -> AddStats:
+        """Remove `gone`, add `new`, re-sign what the new stop list reaches, redo its edges,
+        then commit the manifest and delete the files it no longer names."""
+        manifest = copy.deepcopy(before)
+        entries: dict[str, dict] = manifest["shards"]
+        old = [entries.pop(s) for s in gone]
+        stop, resigned = None, []
+        if self._stops:
+            stop, changed = self._update_counts(manifest, old, new)
+            for name in list(entries) if len(changed) else []:
+                if self._touches(entries[name], changed):
+                    entries[name] = self._resign(name, entries[name], stop)
+                    resigned.append(name)
+        fresh = {}
+        if new is not None:
+            signed = self._sign(
+                new.name, new.ids, new.synthetic, new.exact, new.row, new.gram, stop
+            )
+            entries[new.name] = {"digest": new.digest, "rows": signed.version}
+            if self._stops:
+                pairs = pl.DataFrame(
+                    {"row": new.row, "gram": new.gram}, schema={"row": pl.Int64, "gram": pl.UInt64}
+                )
+                entries[new.name]["shingles"] = self._write(pairs, "shingles", new.name)
+            fresh[new.name] = signed
+        within, cross = self._update_edges(entries, fresh, set(resigned))
+        self._commit(manifest)
+        self._forget(before, manifest)
+        rows = len(new.ids) if new else 0
+        return AddStats(rows, within, cross, len(entries) - 1, resigned=tuple(resigned))
+
+    def _update_counts(
+        self, manifest: dict, old: list[dict], new: _Shard | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Swap the removed shards' texts for the new shard's in the document frequencies;
+        returns the new stop list and the shingles whose stop status changed."""
+        df = self._read(manifest["df"]) if manifest["df"] else pl.DataFrame(schema=_DF_SCHEMA)
+        refs = (
+            self._read(manifest["refs"]) if manifest["refs"] else pl.DataFrame(schema=_REFS_SCHEMA)
+        )
+        previous = self._stop_list(manifest)
+        for entry in old:
+            exact = self._read(entry["rows"], ["exact"]).get_column("exact").to_numpy()
+            pairs = self._read(entry["shingles"])
+            df, refs = _count(
+                df, refs, exact, pairs["row"].to_numpy(), pairs["gram"].to_numpy(), -1
+            )
+        if new is not None:
+            df, refs = _count(df, refs, new.exact, new.row, new.gram, 1)
+        limit = max(10.0, self.config.max_shingle_share * refs.height)  # as drop_common_shingles
+        stop = (
+            np.sort(df.filter(pl.col("count") > limit).get_column("gram").to_numpy())
+            if limit < refs.height
+            else np.empty(0, dtype=np.uint64)
+        )
+        manifest["df"] = self._write(df, "counts", "df")
+        manifest["refs"] = self._write(refs, "counts", "refs")
+        manifest["stop"] = self._write(
+            pl.DataFrame({"gram": stop}, schema={"gram": pl.UInt64}), "counts", "stop"
+        )
+        return stop, np.setxor1d(previous, stop)
+
+    def _stop_list(self, manifest: dict) -> np.ndarray:
+        if not manifest["stop"]:
+            return np.empty(0, dtype=np.uint64)
+        return self._read(manifest["stop"], ["gram"]).get_column("gram").to_numpy()
+
+    def _touches(self, entry: dict, changed: np.ndarray) -> bool:
+        """Whether a stored shard has a shingle whose stop status changed."""
+        found = pl.scan_parquet(self.root / entry["shingles"]).select(
+            pl.col("gram").is_in(pl.Series(changed, dtype=pl.UInt64)).any()
+        )
+        return bool(found.collect().item())
+
+    def _resign(self, name: str, entry: dict, stop: np.ndarray) -> dict:
+        """The entry of `name` signed again under `stop`, from its stored shingles."""
+        rows = self._read(entry["rows"], ["id", "synthetic", "exact"])
+        pairs = self._read(entry["shingles"])
+        signed = self._sign(
+            name,
+            rows.get_column("id").to_list(),
+            rows.get_column("synthetic").to_list(),
+            rows.get_column("exact").to_numpy(),
+            pairs.get_column("row").to_numpy(),
+            pairs.get_column("gram").to_numpy(),
+            stop,
+        )
+        return {**entry, "rows": signed.version}
+
+    def _sign(
+        self,
+        shard: str,
+        ids: list[str],
+        synthetic: list[bool],
+        exact: np.ndarray,
+        row: np.ndarray,
+        gram: np.ndarray,
+        stop: np.ndarray | None,
+    ) -> _Signed:
+        """Signatures and band keys of a shard's rows from their (row, shingle) pairs, written
+        to a fresh rows file (its path is the version); rows left without shingles are never
+        near-duplicates: their band keys are ones nothing else can have."""
+        if stop is not None and len(stop):
+            keep = ~np.isin(gram, stop)
+            row, gram = row[keep], gram[keep]
+        n, cfg = len(ids), self.config
+        sig = np.full((n, cfg.num_perm), _MAX, np.uint32)
+        present = np.unique(row)
+        if len(present):
+            dense = np.searchsorted(present, row)
+            sig[present] = minhash_signatures(dense, gram, len(present), cfg.num_perm, cfg.seed)
+        sketched = np.zeros(n, dtype=bool)
+        sketched[present] = True
+        bands = band_keys(sig, cfg.bands, cfg.rows)
         bands[~sketched] = _unique_keys([i for i, s in zip(ids, sketched, strict=True) if not s])
-        edges = [self._within(shard, digest, exact, sig, sketched)]
-        for earlier, earlier_digest in known.items():
-            edges.append(self._across(shard, (earlier, earlier_digest), exact, sig, bands))
-        found = pl.concat(edges)
-        rows = pl.DataFrame(
+        frame = pl.DataFrame(
             {
                 "id": ids,
                 "synthetic": synthetic,
                 "exact": exact,
+                "sketched": sketched,
                 "sig": sig,
                 "bands": bands,
             },
@@ -156,44 +315,84 @@ class BandStore:
                 "id": pl.Utf8,
                 "synthetic": pl.Boolean,
                 "exact": pl.UInt64,
-                "sig": pl.Array(pl.UInt32, self.config.num_perm),
-                "bands": pl.Array(pl.UInt64, self.config.bands),
+                "sketched": pl.Boolean,
+                "sig": pl.Array(pl.UInt32, cfg.num_perm),
+                "bands": pl.Array(pl.UInt64, cfg.bands),
             },
         )
-        _write(rows, self._rows_path(shard))
-        _write(found, self._edges_path(shard))
-        self._save_shards({**known, shard: digest})
-        within = edges[0].height
-        return AddStats(len(ids), within, found.height - within, len(known))
+        relative = self._write(frame, "rows", shard)
+        return _Signed(shard, relative, exact, sig, bands, sketched)
+
+    def _load(self, name: str, entry: dict) -> _Signed:
+        rows = self._read(entry["rows"], ["exact", "sketched", "sig", "bands"])
+        return _Signed(
+            name,
+            entry["rows"],
+            rows.get_column("exact").to_numpy(),
+            rows.get_column("sig").to_numpy(),
+            rows.get_column("bands").to_numpy(),
+            rows.get_column("sketched").to_numpy(),
+        )
+
+    def _update_edges(
+        self, entries: dict[str, dict], fresh: dict[str, _Signed], resigned: set[str]
+    ) -> tuple[int, int]:
+        """Recompute the edges a new or re-signed shard is part of; returns the last shard's
+        within and cross edge counts. Each pair's edges live with the later shard."""
+        redo = resigned | set(fresh)
+        order = list(entries)
+        within = cross = 0
+        for k, name in enumerate(order):
+            earlier = order[:k]
+            if name in redo:
+                parts = [None, *earlier]
+            elif any(e in redo for e in earlier):
+                parts = [e for e in earlier if e in redo]
+            else:
+                continue
+            me = fresh.get(name) or self._load(name, entries[name])
+            found = []
+            if name not in redo:
+                current = pl.DataFrame(
+                    [(e, entries[e]["rows"]) for e in earlier if e not in redo]
+                    + [(name, me.version)],
+                    schema={"b_shard": pl.Utf8, "b_version": pl.Utf8},
+                    orient="row",
+                )
+                found.append(
+                    self._read(entries[name]["edges"]).join(current, on=["b_shard", "b_version"])
+                )
+            for other in parts:
+                if other is None:
+                    found.append(self._within(me))
+                else:
+                    found.append(self._across(me, other, entries[other]))
+            edges = pl.concat(found).select(list(_EDGE_SCHEMA))
+            entries[name]["edges"] = self._write(edges, "edges", name)
+            if name in fresh:
+                within = found[0].height
+                cross = edges.height - within
+        return within, cross
 
     def _verified(self, sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
         return (sig_a == sig_b).mean(axis=1) >= self.config.threshold
 
-    def _within(
-        self, shard: str, digest: str, exact: np.ndarray, sig: np.ndarray, sketched: np.ndarray
-    ) -> pl.DataFrame:
-        n = len(exact)
-        pairs = lsh_candidates(sig, self.config.bands, self.config.rows) if n > 1 else []
+    def _within(self, me: _Signed) -> pl.DataFrame:
+        n = len(me.exact)
+        pairs = lsh_candidates(me.sig, self.config.bands, self.config.rows) if n > 1 else []
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        pairs = pairs[sketched[pairs[:, 0]] & sketched[pairs[:, 1]]]
-        keep = self._verified(sig[pairs[:, 0]], sig[pairs[:, 1]]) if len(pairs) else []
-        same = _exact_pairs(exact)
+        pairs = pairs[me.sketched[pairs[:, 0]] & me.sketched[pairs[:, 1]]]
+        keep = self._verified(me.sig[pairs[:, 0]], me.sig[pairs[:, 1]]) if len(pairs) else []
+        same = _exact_pairs(me.exact)
         both = np.concatenate([pairs[np.asarray(keep, dtype=bool)], same])
-        return _edge_frame(both[:, 0], (shard, digest), both[:, 1])
+        return _edge_frame(both[:, 0], (me.name, me.version), both[:, 1])
 
-    def _across(
-        self,
-        shard: str,
-        earlier: tuple[str, str],
-        exact: np.ndarray,
-        sig: np.ndarray,
-        bands: np.ndarray,
-    ) -> pl.DataFrame:
-        n = len(exact)
-        old = pl.read_parquet(self._rows_path(earlier[0]), columns=["exact", "bands"])
+    def _across(self, me: _Signed, earlier: str, entry: dict) -> pl.DataFrame:
+        n = len(me.exact)
+        old = self._read(entry["rows"], ["exact", "bands"])
         n_bands = self.config.bands
         new_keys = pl.DataFrame(
-            {"key": bands.ravel(), "i": np.repeat(np.arange(n), n_bands)}
+            {"key": me.bands.ravel(), "i": np.repeat(np.arange(n), n_bands)}
         ).with_columns(band=pl.int_range(pl.len()) % n_bands)
         old_keys = (
             old.with_row_index("j")
@@ -203,17 +402,21 @@ class BandStore:
         )
         pairs = new_keys.join(old_keys, on=["band", "key"]).select("i", "j").unique()
         exact_hits = (
-            pl.DataFrame({"exact": exact, "i": np.arange(n)})
+            pl.DataFrame({"exact": me.exact, "i": np.arange(n)})
             .join(old.with_row_index("j").select("j", "exact"), on="exact")
             .select("i", "j")
         )
         if pairs.height:
-            old_sig = pl.read_parquet(self._rows_path(earlier[0]), columns=["sig"])
-            old_sig = old_sig.get_column("sig").to_numpy()
+            old_sig = self._read(entry["rows"], ["sig"]).get_column("sig").to_numpy()
             i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
-            pairs = pairs.filter(pl.Series(self._verified(sig[i], old_sig[j])))
+            pairs = pairs.filter(pl.Series(self._verified(me.sig[i], old_sig[j])))
         found = pl.concat([pairs, exact_hits]).unique()
-        return _edge_frame(found["i"].to_numpy(), earlier, found["j"].to_numpy())
+        return _edge_frame(found["i"].to_numpy(), (earlier, entry["rows"]), found["j"].to_numpy())
+
+    def _forget(self, before: dict, after: dict) -> None:
+        """Delete the files the previous manifest named and the new one no longer does."""
+        for path in _files(before) - _files(after):
+            (self.root / path).unlink(missing_ok=True)
 
     def result(
         self, only: list[str] | None = None
@@ -222,11 +425,9 @@ class BandStore:
 
         Returns the ids in index order, the clustering, and where each shard's rows start.
         """
-        digests = self.shards()
-        known = [s for s in digests if only is None or s in only]
-        rows = [
-            pl.read_parquet(self._rows_path(s), columns=["id", "synthetic", "exact"]) for s in known
-        ]
+        entries = self._manifest()["shards"]
+        known = [s for s in entries if only is None or s in only]
+        rows = [self._read(entries[s]["rows"], ["id", "synthetic", "exact"]) for s in known]
         table = (
             pl.concat(rows)
             if rows
@@ -234,16 +435,14 @@ class BandStore:
         )
         sizes = np.cumsum([0] + [r.height for r in rows])
         offsets = {s: int(sizes[n]) for n, s in enumerate(known)}
+        lookup = pl.DataFrame(
+            [(name, entries[name]["rows"], offsets[name]) for name in known],
+            schema={"b_shard": pl.Utf8, "b_version": pl.Utf8, "b_offset": pl.Int64},
+            orient="row",
+        )
         pairs = []
         for s in known:
-            edges = pl.read_parquet(self._edges_path(s))
-            current = [(name, digests[name], offsets[name]) for name in known]
-            lookup = pl.DataFrame(
-                current,
-                schema={"b_shard": pl.Utf8, "b_digest": pl.Utf8, "b_offset": pl.Int64},
-                orient="row",
-            )
-            edges = edges.join(lookup, on=["b_shard", "b_digest"])
+            edges = self._read(entries[s]["edges"]).join(lookup, on=["b_shard", "b_version"])
             pairs.append(
                 np.stack(
                     [edges["a_row"].to_numpy() + offsets[s], (edges["b_row"] + edges["b_offset"])],
@@ -258,6 +457,52 @@ class BandStore:
             np.concatenate(pairs).astype(np.int64) if pairs else np.empty((0, 2), np.int64),
         )
         return ids, clusters, offsets
+
+
+def _files(manifest: dict) -> set[str]:
+    named = {manifest[k] for k in ("df", "refs", "stop") if manifest.get(k)}
+    for entry in manifest["shards"].values():
+        named |= {entry[k] for k in ("rows", "edges", "shingles") if entry.get(k)}
+    return named
+
+
+def _count(
+    df: pl.DataFrame,
+    refs: pl.DataFrame,
+    exact: np.ndarray,
+    row: np.ndarray,
+    gram: np.ndarray,
+    sign: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Document frequencies and holder counts after a shard's texts come in (+1) or go (-1):
+    a text's shingles count only when the first shard holding it arrives or the last goes."""
+    keys, first = np.unique(exact, return_index=True)
+    delta = pl.DataFrame(
+        {"exact": keys, "holders": np.full(len(keys), sign, dtype=np.int64)}, schema=_REFS_SCHEMA
+    )
+    held = pl.concat([refs, delta]).group_by("exact").agg(pl.col("holders").sum())
+    flipped = held.filter(pl.col("holders") == (1 if sign > 0 else 0)).join(
+        delta.select("exact"), on="exact"
+    )
+    first_rows = (
+        pl.DataFrame({"exact": keys, "row": first.astype(np.int64)})
+        .join(flipped.select("exact"), on="exact")
+        .get_column("row")
+        .to_numpy()
+    )
+    grams = gram[np.isin(row, first_rows)]
+    change = (
+        pl.DataFrame({"gram": grams}, schema={"gram": pl.UInt64})
+        .group_by("gram")
+        .agg((pl.len().cast(pl.Int64) * sign).alias("count"))
+    )
+    df = (
+        pl.concat([df, change])
+        .group_by("gram")
+        .agg(pl.col("count").sum())
+        .filter(pl.col("count") > 0)
+    )
+    return df, held.filter(pl.col("holders") > 0)
 
 
 def _unique_keys(ids: list[str]) -> np.ndarray:
@@ -278,15 +523,15 @@ def _exact_pairs(exact: np.ndarray) -> np.ndarray:
 
 
 def _edge_frame(a_row: np.ndarray, b: tuple[str, str], b_row: np.ndarray) -> pl.DataFrame:
-    """Edges from rows of the shard being added to rows of shard `b` (name, digest)."""
+    """Edges from rows of one shard to rows of shard `b` (name, version)."""
     return pl.DataFrame(
         {
             "a_row": np.asarray(a_row, dtype=np.int64),
             "b_shard": [b[0]] * len(a_row),
-            "b_digest": [b[1]] * len(a_row),
+            "b_version": [b[1]] * len(a_row),
             "b_row": np.asarray(b_row, dtype=np.int64),
         },
-        schema={"a_row": pl.Int64, "b_shard": pl.Utf8, "b_digest": pl.Utf8, "b_row": pl.Int64},
+        schema=_EDGE_SCHEMA,
     )
 
 

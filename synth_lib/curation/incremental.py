@@ -102,7 +102,14 @@ def curate_shards(
     root = Path(root)
     leaks = LeakCache(root / "decontam" / index_digest, index)
     store = BandStore(root / "dedup" / index_digest, settings.dedup)
-    work = {"shards": len(shards), "shards_indexed": 0, "rows_indexed": 0}
+    # shards gone from the mix leave the index, so its stop list counts only these rows
+    resigned = len(store.retain(list(shards)))
+    work = {
+        "shards": len(shards),
+        "shards_indexed": 0,
+        "rows_indexed": 0,
+        "shards_resigned": resigned,
+    }
     for name, load in shards.items():
         frame, blank = _prepared(load())
         survivors = frame.filter(~blank)
@@ -118,6 +125,7 @@ def curate_shards(
         if not stats.cached:
             work["shards_indexed"] += 1
             work["rows_indexed"] += stats.rows
+            work["shards_resigned"] += len(stats.resigned)
     _, dedup, offsets = store.result(only=list(shards))
     parts: dict[str, list[pl.DataFrame]] = {"empty": [], "leaked": [], "dup": [], "rest": []}
     all_matches: list[Match | None] = []
