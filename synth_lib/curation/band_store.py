@@ -58,14 +58,15 @@ from synth_lib.curation.shingles import (
     ngram_hashes,
     text_keys,
     tokenise,
+    unique_counts,
     unique_pairs,
 )
 
 # bumped when the files change meaning, so an older index is never read as this one
 _FORMAT = 2
 _MAX = np.iinfo(np.uint32).max
-_DF_SCHEMA = {"gram": pl.UInt64, "count": pl.Int64}
-_REFS_SCHEMA = {"exact": pl.UInt64, "holders": pl.Int64}
+_COUNTS_SCHEMA = {"key": pl.UInt64, "count": pl.Int64}
+Counts = tuple[np.ndarray, np.ndarray]  # sorted distinct uint64 keys, their int64 counts
 _EDGE_SCHEMA = {"a_row": pl.Int64, "b_shard": pl.Utf8, "b_version": pl.Utf8, "b_row": pl.Int64}
 
 
@@ -174,7 +175,9 @@ class BandStore:
             if before["shards"].get(shard, {}).get("digest") == digest:
                 return AddStats(len(ids), 0, 0, 0, cached=True)
             tokens = tokenise(texts)
-            row, gram = unique_pairs(*ngram_hashes(tokens, self.config.ngram))
+            row, gram = ngram_hashes(tokens, self.config.ngram)
+            if self._stops:  # document frequencies count each text's distinct shingles
+                row, gram = unique_pairs(row, gram)
             new = _Shard(shard, digest, ids, synthetic, text_keys(tokens), row, gram)
             gone = [shard] if shard in before["shards"] else []
             return self._change(before, gone, new)
@@ -223,11 +226,8 @@ class BandStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Swap the removed shards' texts for the new shard's in the document frequencies;
         returns the new stop list and the shingles whose stop status changed."""
-        df = self._read(manifest["df"]) if manifest["df"] else pl.DataFrame(schema=_DF_SCHEMA)
-        refs = (
-            self._read(manifest["refs"]) if manifest["refs"] else pl.DataFrame(schema=_REFS_SCHEMA)
-        )
-        previous = self._stop_list(manifest)
+        df, refs = self._counts(manifest, "df"), self._counts(manifest, "refs")
+        previous = self._counts(manifest, "stop")[0]
         for entry in old:
             exact = self._read(entry["rows"], ["exact"]).get_column("exact").to_numpy()
             pairs = self._read(entry["shingles"])
@@ -236,23 +236,20 @@ class BandStore:
             )
         if new is not None:
             df, refs = _count(df, refs, new.exact, new.row, new.gram, 1)
-        limit = max(10.0, self.config.max_shingle_share * refs.height)  # as drop_common_shingles
-        stop = (
-            np.sort(df.filter(pl.col("count") > limit).get_column("gram").to_numpy())
-            if limit < refs.height
-            else np.empty(0, dtype=np.uint64)
-        )
-        manifest["df"] = self._write(df, "counts", "df")
-        manifest["refs"] = self._write(refs, "counts", "refs")
-        manifest["stop"] = self._write(
-            pl.DataFrame({"gram": stop}, schema={"gram": pl.UInt64}), "counts", "stop"
-        )
+        texts = len(refs[0])
+        limit = max(10.0, self.config.max_shingle_share * texts)  # as drop_common_shingles
+        common = df[1] > limit if limit < texts else np.zeros(len(df[0]), dtype=bool)
+        stop = df[0][common]
+        for kind, (key, count) in (("df", df), ("refs", refs), ("stop", (stop, df[1][common]))):
+            frame = pl.DataFrame({"key": key, "count": count}, schema=_COUNTS_SCHEMA)
+            manifest[kind] = self._write(frame, "counts", kind)
         return stop, np.setxor1d(previous, stop)
 
-    def _stop_list(self, manifest: dict) -> np.ndarray:
-        if not manifest["stop"]:
-            return np.empty(0, dtype=np.uint64)
-        return self._read(manifest["stop"], ["gram"]).get_column("gram").to_numpy()
+    def _counts(self, manifest: dict, kind: str) -> Counts:
+        if not manifest[kind]:
+            return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
+        frame = self._read(manifest[kind])
+        return frame.get_column("key").to_numpy(), frame.get_column("count").to_numpy()
 
     def _touches(self, entry: dict, changed: np.ndarray) -> bool:
         """Whether a stored shard has a shingle whose stop status changed."""
@@ -466,43 +463,35 @@ def _files(manifest: dict) -> set[str]:
     return named
 
 
+def _merge(counts: Counts, keys: np.ndarray, delta: np.ndarray) -> tuple[Counts, np.ndarray]:
+    """`counts` plus `delta` at the sorted distinct `keys`, zeros dropped; also the counts
+    `keys` had before. A binary search and one insert: no sort of the whole table."""
+    known, value = counts
+    at = np.searchsorted(known, keys)
+    hit = at < len(known)
+    hit[hit] = known[at[hit]] == keys[hit]
+    before = np.zeros(len(keys), dtype=np.int64)
+    before[hit] = value[at[hit]]
+    value = value.copy()
+    value[at[hit]] += delta[hit]
+    miss = ~hit
+    known = np.insert(known, at[miss], keys[miss])
+    value = np.insert(value, at[miss], delta[miss])
+    keep = value > 0
+    return (known[keep], value[keep]), before
+
+
 def _count(
-    df: pl.DataFrame,
-    refs: pl.DataFrame,
-    exact: np.ndarray,
-    row: np.ndarray,
-    gram: np.ndarray,
-    sign: int,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    df: Counts, refs: Counts, exact: np.ndarray, row: np.ndarray, gram: np.ndarray, sign: int
+) -> tuple[Counts, Counts]:
     """Document frequencies and holder counts after a shard's texts come in (+1) or go (-1):
     a text's shingles count only when the first shard holding it arrives or the last goes."""
     keys, first = np.unique(exact, return_index=True)
-    delta = pl.DataFrame(
-        {"exact": keys, "holders": np.full(len(keys), sign, dtype=np.int64)}, schema=_REFS_SCHEMA
-    )
-    held = pl.concat([refs, delta]).group_by("exact").agg(pl.col("holders").sum())
-    flipped = held.filter(pl.col("holders") == (1 if sign > 0 else 0)).join(
-        delta.select("exact"), on="exact"
-    )
-    first_rows = (
-        pl.DataFrame({"exact": keys, "row": first.astype(np.int64)})
-        .join(flipped.select("exact"), on="exact")
-        .get_column("row")
-        .to_numpy()
-    )
-    grams = gram[np.isin(row, first_rows)]
-    change = (
-        pl.DataFrame({"gram": grams}, schema={"gram": pl.UInt64})
-        .group_by("gram")
-        .agg((pl.len().cast(pl.Int64) * sign).alias("count"))
-    )
-    df = (
-        pl.concat([df, change])
-        .group_by("gram")
-        .agg(pl.col("count").sum())
-        .filter(pl.col("count") > 0)
-    )
-    return df, held.filter(pl.col("holders") > 0)
+    refs, held = _merge(refs, keys, np.full(len(keys), sign, dtype=np.int64))
+    flipped = held == 0 if sign > 0 else held == 1
+    grams, times = unique_counts(gram[np.isin(row, first[flipped])])
+    df, _ = _merge(df, grams, sign * times.astype(np.int64))
+    return df, refs
 
 
 def _unique_keys(ids: list[str]) -> np.ndarray:
