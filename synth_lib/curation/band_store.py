@@ -341,29 +341,22 @@ class BandStore:
         within = cross = 0
         for k, name in enumerate(order):
             earlier = order[:k]
-            if name in redo:
-                parts = [None, *earlier]
-            elif any(e in redo for e in earlier):
-                parts = [e for e in earlier if e in redo]
-            else:
+            against = earlier if name in redo else [e for e in earlier if e in redo]
+            if name not in redo and not against:
                 continue
             me = fresh.get(name) or self._load(name, entries[name])
-            found = []
-            if name not in redo:
+            if name in redo:
+                found = [self._within(me)]
+            else:  # keep the edges to shards whose signatures did not change
                 current = pl.DataFrame(
                     [(e, entries[e]["rows"]) for e in earlier if e not in redo]
                     + [(name, me.version)],
                     schema={"b_shard": pl.Utf8, "b_version": pl.Utf8},
                     orient="row",
                 )
-                found.append(
-                    self._read(entries[name]["edges"]).join(current, on=["b_shard", "b_version"])
-                )
-            for other in parts:
-                if other is None:
-                    found.append(self._within(me))
-                else:
-                    found.append(self._across(me, other, entries[other]))
+                stored = self._read(entries[name]["edges"])
+                found = [stored.join(current, on=["b_shard", "b_version"])]
+            found += [self._across(me, e, entries[e]) for e in against]
             edges = pl.concat(found).select(list(_EDGE_SCHEMA))
             entries[name]["edges"] = self._write(edges, "edges", name)
             if name in fresh:
