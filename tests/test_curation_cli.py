@@ -2,6 +2,8 @@
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 from pydoc_data.topics import topics
 
@@ -9,6 +11,7 @@ import polars as pl
 import pytest
 
 from synth_lib.commands import decontam, dedup
+from synth_lib.commands.cli import FEATURE_COMMANDS, main
 from synth_lib.curation.decontam import humaneval_items
 
 PASSAGE = " ".join(topics["if"].split()[:80])
@@ -134,3 +137,62 @@ def test_unsupported_or_missing_input_and_no_benchmark(tmp_path, capsys):
     infile = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
     assert run("decontam", str(infile), str(tmp_path / "o.jsonl")) == 2
     assert "--benchmark" in capsys.readouterr().err
+
+
+def test_dedup_jsonl_rows_are_kept_byte_for_byte_with_fields_appended(tmp_path, capsys):
+    passage, other, upper = (json.dumps(t) for t in (PASSAGE, OTHER, PASSAGE.upper()))
+    lines = [
+        '\ufeff{"id": "b", "text": ' + passage[:-1] + ' caf\\u00e9", "n": 1.50}',
+        "",
+        '{"text":' + other + ',"id":"c"}  \r',
+        '{"id": "a", "text": ' + upper + "}",
+    ]
+    infile = tmp_path / "in.jsonl"
+    infile.write_bytes(("\n".join(lines) + "\n").encode())
+    out = tmp_path / "out.jsonl"
+    assert run("dedup", str(infile), str(out)) == 0
+    got = out.read_text().splitlines()
+    assert got[0].startswith(lines[0][1:-1] + ", ") and ' caf\\u00e9", "n": 1.50, ' in got[0]
+    assert got[1].startswith(lines[2].rstrip()[:-1] + ", ")
+    rows = [json.loads(line) for line in got]
+    assert [r["id"] for r in rows] == ["b", "c", "a"]
+    assert [r["kept"] for r in rows] == [False, True, True]
+    assert rows[0]["duplicate_reason"].startswith("near duplicate of a")
+
+
+def test_dedup_replaces_an_existing_output_field(tmp_path, capsys):
+    rows = [
+        {"id": "x", "text": PASSAGE, "kept": "stale"},
+        {"id": "y", "text": PASSAGE + " !", "extra": [1]},
+    ]
+    infile = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    assert run("dedup", str(infile), str(out)) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert list(got[0]) == ["id", "text", "kept", "cluster_id", "duplicate_reason"]
+    assert [r["kept"] for r in got] == [True, False] and got[1]["extra"] == [1]
+    assert got[1]["duplicate_reason"].startswith("exact duplicate of x")
+
+
+def test_dedup_command_imports_only_what_it_uses(tmp_path):
+    """`synth dedup` on JSONL loads neither the other sub-commands nor Polars/SciPy/pandas."""
+    infile = write_jsonl(tmp_path / "in.jsonl", [{"text": PASSAGE}, {"text": OTHER}])
+    script = (
+        "import sys\n"
+        "from synth_lib.commands.cli import main\n"
+        f"assert main(['dedup', {str(infile)!r}, {str(tmp_path / 'out.jsonl')!r}]) == 0\n"
+        "heavy = {'polars', 'scipy', 'pandas', 'synth_lib.commands.verify',\n"
+        "         'synth_lib.commands.watermark', 'synth_lib.provenance.ancestry'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_cli_help_still_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("lineage", *FEATURE_COMMANDS))

@@ -1,5 +1,6 @@
 """Near-duplicate removal: normalisation, shingle hashing, clustering and the kept row."""
 
+import itertools
 import random
 from pydoc_data.topics import topics
 
@@ -7,7 +8,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from synth_lib.curation.dedup import DedupConfig, dedup_frame, find_duplicates
+from synth_lib.curation.dedup import (
+    DedupConfig,
+    _bucket_pairs,
+    cluster_sketches,
+    connected_labels,
+    dedup_frame,
+    find_duplicates,
+    sketch_all,
+    sketch_chunks,
+    sketch_texts,
+)
 from synth_lib.curation.shingles import ngram_hashes, normalise, text_keys, tokenise
 
 
@@ -145,3 +156,62 @@ def test_banding_puts_the_s_curve_midpoint_at_the_threshold(threshold):
 def test_explicit_banding_is_kept():
     config = DedupConfig(bands=10, rows=5)
     assert (config.bands, config.rows) == (10, 5)
+
+
+def test_chunked_sketches_equal_one_pass_across_chunks():
+    """Chunks of 7 rows: exact copies and near copies land in other chunks than their
+    originals, and blank rows are spread over them; the result is the one-pass result."""
+    base = _passages(12)
+    texts = [*base, base[0], "", _edit(base[3], 0.1), base[5].upper(), None, _edit(base[9], 0.05)]
+    texts += [base[0] + " !", "", _edit(base[1], 0.2, seed=4), base[11]]
+    keys = [f"k{i:03d}" for i in range(len(texts))]
+    config = DedupConfig()
+    one_pass = sketch_all(texts, config)
+    chunked = sketch_texts(texts, config, chunk_rows=7)
+    assert np.array_equal(chunked.keys, one_pass.keys)
+    assert np.array_equal(chunked.rows, one_pass.rows)
+    assert np.array_equal(chunked.signatures, one_pass.signatures)
+    for threads in (1, 2):
+        parts = sketch_chunks([texts[i : i + 7] for i in range(0, len(texts), 7)], config, threads)
+        assert np.array_equal(parts.rows, one_pass.rows)
+        assert np.array_equal(parts.signatures, one_pass.signatures)
+    expected = cluster_sketches(one_pass, keys, None, config)
+    got = find_duplicates(texts, keys=keys, config=config, chunk_rows=7)
+    assert got.cluster_id == expected.cluster_id and got.reason == expected.reason
+    assert got.kept.tolist() == expected.kept.tolist() and got.stats() == expected.stats()
+    # copies of base[0] (x2), base[5], base[11] and two more blank rows; three edited rows
+    assert got.stats()["exact_duplicates"] == 6 and got.stats()["near_duplicates"] == 3
+
+
+def test_bucket_pairs_pair_small_buckets_and_chain_huge_ones_in_index_order():
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 40, size=400).astype(np.uint64)
+    keys[rng.choice(400, 90, replace=False)] = 999  # one bucket over the all-pairs limit
+    got = {tuple(p) for p in _bucket_pairs(keys).tolist()}
+    expected = set()
+    for key in np.unique(keys).tolist():
+        members = np.flatnonzero(keys == key).tolist()
+        if len(members) <= 64:
+            expected |= {(a, b) for i, a in enumerate(members) for b in members[i + 1 :]}
+        else:
+            expected |= set(itertools.pairwise(members))
+    assert got == expected
+
+
+def test_connected_labels_match_scipy_components():
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    edges = rng.integers(0, n, size=(2500, 2))
+    edges = np.concatenate([edges, np.stack([np.arange(500, 1500), np.arange(501, 1501)], 1)])
+    label = connected_labels(n, edges)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, reference = connected_components(graph, directed=False)
+    # the same partition, each component labelled by its smallest node
+    assert np.array_equal(np.unique(reference, return_inverse=True)[1].max() + 1, len(set(label)))
+    for component in np.unique(reference):
+        members = np.flatnonzero(reference == component)
+        assert (label[members] == members.min()).all()
+    assert connected_labels(4, np.empty((0, 2), dtype=np.int64)).tolist() == [0, 1, 2, 3]

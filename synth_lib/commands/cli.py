@@ -10,9 +10,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from synth_lib.provenance.ancestry import ancestry, load_index, parquet_files
-from synth_lib.provenance.rollback import active_entries, removed_by_rows
-
 FEATURE_COMMANDS: tuple[str, ...] = (
     "sandbox",
     "verify",
@@ -28,6 +25,9 @@ def _default_data_dir() -> Path:
 
 
 def _lineage(args: argparse.Namespace) -> int:
+    from synth_lib.provenance.ancestry import ancestry, load_index, parquet_files
+    from synth_lib.provenance.rollback import active_entries, removed_by_rows
+
     root = Path(args.data_dir)
     files = parquet_files(root)
     if not files:
@@ -44,7 +44,9 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for all sub-commands, or for `command` only when it names a feature one:
+    each feature module imports its own libraries, so a run pays only for the one it uses."""
     parser = argparse.ArgumentParser(prog="synth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     lineage = sub.add_parser("lineage", help="print a row's ancestry back to its seeds as JSON")
@@ -55,13 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of materialized assets (default: $SYNTH_HOME/data)",
     )
     lineage.set_defaults(handler=_lineage)
-    for name in FEATURE_COMMANDS:
+    for name in [command] if command in FEATURE_COMMANDS else FEATURE_COMMANDS:
         importlib.import_module(f"synth_lib.commands.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     return int(args.handler(args) or 0)
 
 

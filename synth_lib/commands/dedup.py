@@ -11,15 +11,17 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from synth_lib.curation.dedup import DedupConfig, find_duplicates
+if TYPE_CHECKING:  # Polars is imported only for Parquet: JSONL runs start faster without it
+    import polars as pl
 
 EXIT_BAD_INPUT = 2
+_BOM = b"\xef\xbb\xbf"
 
 
 class InputError(ValueError):
@@ -32,20 +34,32 @@ class InputError(ValueError):
 
 @dataclass
 class Table:
-    """Rows read from IN: JSON records as parsed (so they are written back unchanged) or a frame."""
+    """Rows read from IN: JSONL lines as read (written back unchanged) or a Parquet frame.
+
+    For JSONL, `kept` holds the per-row values of the columns asked for when reading
+    (None where a row lacks one); other fields stay in `lines` only.
+    """
 
     path: Path
     texts: list[str]
-    records: list[dict[str, Any]] | None = None
+    lines: list[bytes] | None = None
     frame: pl.DataFrame | None = None
     columns: list[str] = field(default_factory=list)
+    kept: dict[str, list[Any]] = field(default_factory=dict)
 
     def column(self, name: str) -> list[Any] | None:
+        """Values of a column (None if no row has it); JSONL: only columns kept on reading."""
         if name not in self.columns:
             return None
         if self.frame is not None:
             return self.frame.get_column(name).to_list()
-        return [r.get(name) for r in self.records or []]
+        return self.kept[name]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every row as a dict (parses JSONL lines again: only for outputs that need it)."""
+        if self.frame is not None:
+            return self.frame.to_dicts()
+        return [json.loads(line) for line in self.lines or []]
 
 
 def _format(path: Path) -> str:
@@ -57,76 +71,121 @@ def _format(path: Path) -> str:
     raise InputError(path, f"unsupported file type {suffix!r}: use .jsonl or .parquet")
 
 
-def read_table(path: Path, text_column: str = "text") -> Table:
-    """Read IN; every row must have a string `text_column`."""
+def _read_parquet(path: Path, text_column: str) -> Table:
+    import polars as pl
+
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # pyarrow/polars raise many types for a damaged file
+        raise InputError(path, f"not a readable Parquet file ({exc})") from exc
+    if text_column not in frame.columns:
+        raise InputError(path, f"missing column {text_column!r} (columns: {frame.columns})")
+    if frame.schema[text_column] != pl.Utf8:
+        raise InputError(
+            path, f"column {text_column!r} is {frame.schema[text_column]}, not a string", 1
+        )
+    nulls = frame.get_column(text_column).is_null().arg_true()
+    if len(nulls):
+        raise InputError(path, f"{text_column!r} is null", int(nulls[0]) + 1)
+    texts = frame.get_column(text_column).to_list()
+    return Table(path, texts, frame=frame, columns=frame.columns)
+
+
+def _read_jsonl(path: Path, text_column: str, keep: Sequence[str]) -> Table:
+    lines: list[bytes] = []
+    texts: list[str] = []
+    kept: dict[str, list[Any]] = {name: [] for name in keep}
+    columns: dict[str, None] = {}
+    with path.open("rb") as handle:
+        rows = list(handle)
+    if rows and rows[0].startswith(_BOM):
+        rows[0] = rows[0][len(_BOM) :]
+    for line_no, raw in enumerate(rows, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(path, f"invalid JSON ({exc})", line_no) from exc
+        if not isinstance(record, dict):
+            raise InputError(path, f"expected a JSON object, got {type(record).__name__}", line_no)
+        text = record.get(text_column)
+        if not isinstance(text, str):
+            if text_column not in record:
+                raise InputError(path, f"missing field {text_column!r}", line_no)
+            got = type(text).__name__
+            raise InputError(path, f"field {text_column!r} must be a string, got {got}", line_no)
+        lines.append(raw)
+        texts.append(text)
+        for name, values in kept.items():
+            values.append(record.get(name))
+        columns.update(dict.fromkeys(record))
+    return Table(path, texts, lines=lines, columns=list(columns), kept=kept)
+
+
+def read_table(path: Path, text_column: str = "text", keep: Sequence[str] = ()) -> Table:
+    """Read IN; every row must have a string `text_column`. JSONL rows keep their bytes and
+    the values of the `keep` columns; a Parquet file is read as a frame."""
     kind = _format(path)
     if not path.is_file():
         raise InputError(path, "no such file")
     if kind == "parquet":
-        try:
-            frame = pl.read_parquet(path)
-        except Exception as exc:  # pyarrow/polars raise many types for a damaged file
-            raise InputError(path, f"not a readable Parquet file ({exc})") from exc
-        if text_column not in frame.columns:
-            raise InputError(path, f"missing column {text_column!r} (columns: {frame.columns})")
-        if frame.schema[text_column] != pl.Utf8:
-            raise InputError(
-                path, f"column {text_column!r} is {frame.schema[text_column]}, not a string", 1
-            )
-        nulls = frame.get_column(text_column).is_null().arg_true()
-        if len(nulls):
-            raise InputError(path, f"{text_column!r} is null", int(nulls[0]) + 1)
-        texts = frame.get_column(text_column).to_list()
-        return Table(path, texts, frame=frame, columns=frame.columns)
-    records: list[dict[str, Any]] = []
-    columns: dict[str, None] = {}
-    with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8-sig" if line_no == 1 else "utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InputError(path, f"invalid JSON ({exc})", line_no) from exc
-            if not isinstance(record, dict):
-                raise InputError(
-                    path, f"expected a JSON object, got {type(record).__name__}", line_no
-                )
-            if text_column not in record:
-                raise InputError(path, f"missing field {text_column!r}", line_no)
-            if not isinstance(record[text_column], str):
-                got = type(record[text_column]).__name__
-                raise InputError(
-                    path, f"field {text_column!r} must be a string, got {got}", line_no
-                )
-            records.append(record)
-            columns.update(dict.fromkeys(record))
-    return Table(path, [r[text_column] for r in records], records=records, columns=list(columns))
+        return _read_parquet(path, text_column)
+    return _read_jsonl(path, text_column, keep)
+
+
+def _json_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return encode_basestring(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _appended_lines(lines: list[bytes], added: dict[str, list[Any]]) -> Iterator[bytes]:
+    """Each JSON object line with the added fields spliced in before its closing brace."""
+    fields = [(f", {encode_basestring(name)}: ", values) for name, values in added.items()]
+    for i, raw in enumerate(lines):
+        tail = "".join(name + _json_value(values[i]) for name, values in fields)
+        yield raw.rstrip()[:-1] + tail.encode() + b"}\n"
 
 
 def write_table(table: Table, out: Path, added: dict[str, list[Any]]) -> None:
-    """Write IN's rows plus the `added` columns to OUT (format by extension), atomically."""
+    """Write IN's rows plus the `added` columns to OUT (format by extension), atomically.
+
+    JSONL to JSONL appends the new fields to each line as read, unless a row already has
+    a field of that name (then the row is parsed and the field replaced)."""
     kind = _format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    if kind == "jsonl":
-        rows = table.records if table.records is not None else table.frame.to_dicts()  # type: ignore[union-attr]
+    if kind == "jsonl" and table.lines is not None and not set(added) & set(table.columns):
+        with staging.open("wb") as handle:
+            handle.writelines(_appended_lines(table.lines, added))
+    elif kind == "jsonl":
         with staging.open("w", encoding="utf-8") as handle:
-            for i, row in enumerate(rows):
+            for i, row in enumerate(table.records()):
                 merged = {**row, **{name: values[i] for name, values in added.items()}}
                 handle.write(json.dumps(merged, ensure_ascii=False, default=str) + "\n")
     else:
+        import polars as pl
+
         frame = table.frame
         if frame is None:
-            frame = pl.DataFrame(table.records, infer_schema_length=None)
+            frame = pl.DataFrame(table.records(), infer_schema_length=None)
         frame = frame.with_columns(pl.Series(name, values) for name, values in added.items())
         frame.write_parquet(staging)
     os.replace(staging, out)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from synth_lib.curation.dedup import DedupConfig, find_duplicates
+
     try:
-        table = read_table(Path(args.input), args.text_column)
+        table = read_table(Path(args.input), args.text_column, keep=("id", "is_synthetic"))
         config = DedupConfig(
             ngram=args.ngram,
             num_perm=args.num_perm,
@@ -159,6 +218,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from synth_lib.curation.dedup import DedupConfig
+
     defaults = DedupConfig()
     parser = subparsers.add_parser(
         "dedup",

@@ -2,24 +2,26 @@
 
 Texts are normalised (lower-cased, punctuation dropped, whitespace collapsed) and cut into
 word n-gram shingles hashed to 64-bit ints with vectorised numpy. Signatures come from
-`rensa` (Rust MinHash over the flat shingle-hash buffer: one call for the whole corpus;
-benchmarks/dedup_bench.py shows the same F1 as a numpy MinHash at a fraction of its
-time); banding, candidate pairs, Jaccard verification and clustering are numpy/scipy. Each
-cluster keeps one representative (a human row if there is one, else the lowest key) and
-marks the others `kept=False` with the cluster id, so a rephrasing that nearly copies its
-seed loses to the seed whichever stage it came from.
+`rensa` (Rust MinHash over the flat shingle-hash buffer; benchmarks/dedup_bench.py shows
+the same F1 as a numpy MinHash at a fraction of its time); banding, candidate pairs,
+Jaccard verification and clustering are numpy. Texts are sketched in chunks, keeping only
+each row's exact-text key and (for the first row with each text) its signature, so memory
+follows the signatures rather than the shingles of the whole corpus; a signature depends
+only on its own row, so the result is the same as in one pass. Each cluster keeps one
+representative (a human row if there is one, else the lowest key) and marks the others
+`kept=False` with the cluster id, so a rephrasing that nearly copies its seed loses to the
+seed whichever stage it came from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import rensa
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from synth_lib.curation.shingles import (
     HASH_MUL,
@@ -32,8 +34,13 @@ from synth_lib.curation.shingles import (
     unique_pairs,
 )
 
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
 _MAX_ALL_PAIRS_BUCKET = 64
 _VERIFY_CHUNK = 200_000
+CHUNK_ROWS = 2048  # rows tokenised and sketched at a time: ~100 MB of shingles
 
 
 @dataclass(frozen=True)
@@ -135,33 +142,43 @@ def minhash_signatures(
 
 
 def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
-    """Index pairs (i < j) that share a key; huge buckets are chained instead of all-paired."""
-    order = np.argsort(keys, kind="stable")
+    """Index pairs (i < j) that share a key; huge buckets are chained instead of all-paired.
+
+    Members of a bucket are taken in index order (as a stable sort gives them); only the
+    few keys that repeat are sorted stably. Buckets of one size are paired together."""
+    order = np.argsort(keys)
     sorted_keys = keys[order]
     same = sorted_keys[1:] == sorted_keys[:-1]
     if not same.any():
         return np.empty((0, 2), dtype=np.int64)
-    starts = np.flatnonzero(np.diff(np.concatenate([[False], same, [False]]).astype(np.int8)) == 1)
-    ends = np.flatnonzero(np.diff(np.concatenate([[False], same, [False]]).astype(np.int8)) == -1)
+    in_bucket = np.zeros(len(keys), dtype=bool)
+    in_bucket[1:] |= same
+    in_bucket[:-1] |= same
+    order, sorted_keys = order[in_bucket], sorted_keys[in_bucket]
+    within = np.lexsort((order, sorted_keys))
+    order, sorted_keys = order[within], sorted_keys[within]
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    edges = np.diff(np.concatenate([[False], same, [False]]).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     sizes = ends - starts + 1
-    pairs = [np.stack([order[starts[sizes == 2]], order[starts[sizes == 2] + 1]], axis=1)]
-    for s, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
-        members = order[s : s + size]
-        if size <= _MAX_ALL_PAIRS_BUCKET:
-            i, j = np.triu_indices(size, k=1)
-            pairs.append(np.stack([members[i], members[j]], axis=1))
-        else:
-            pairs.append(np.stack([members[:-1], members[1:]], axis=1))
+    pairs = []
+    for size in np.unique(sizes[sizes <= _MAX_ALL_PAIRS_BUCKET]).tolist():
+        members = order[starts[sizes == size][:, None] + np.arange(size)]
+        i, j = np.triu_indices(size, k=1)
+        pairs.append(np.stack([members[:, i].ravel(), members[:, j].ravel()], axis=1))
+    huge = sizes > _MAX_ALL_PAIRS_BUCKET
+    for start, size in zip(starts[huge].tolist(), sizes[huge].tolist(), strict=True):
+        members = order[start : start + size]
+        pairs.append(np.stack([members[:-1], members[1:]], axis=1))
     return np.concatenate(pairs)
 
 
 def lsh_candidates(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Unique pairs of rows that agree on all `rows` values of at least one band."""
     n = len(signatures)
-    block = signatures[:, : bands * rows].astype(np.uint64).reshape(n, bands, rows)
     key = np.broadcast_to(np.arange(1, bands + 1, dtype=np.uint64), (n, bands))
-    for col in range(rows):
-        key = mix64(key * HASH_MUL + block[:, :, col])
+    for col in range(rows):  # band b's col-th value is signature column b * rows + col
+        key = mix64(key * HASH_MUL + signatures[:, col : bands * rows : rows].astype(np.uint64))
     found = _bucket_pairs(key.T.ravel()) % n if n else np.empty((0, 2), dtype=np.int64)
     found = np.sort(found, axis=1)
     codes, _ = unique_counts(found[:, 0] * n + found[:, 1])
@@ -179,29 +196,83 @@ def estimated_jaccard(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return out
 
 
-def find_duplicates(
-    texts: Sequence[str | None],
-    keys: Sequence[str] | None = None,
-    is_synthetic: Sequence[bool] | None = None,
-    config: DedupConfig | None = None,
-) -> DedupResult:
-    """Cluster exact and near duplicates; keep one representative per cluster.
+@dataclass(frozen=True)
+class Sketches:
+    """What clustering needs of every row: its exact-text key and, for the first row with
+    each normalised text that has any word (`rows`, ascending), its MinHash signature."""
 
-    The representative is the first row by (synthetic?, key): a human seed beats any
-    synthetic descendant, and ties go to the lowest key so reruns choose the same row.
-    """
-    config = config or DedupConfig()
-    n = len(texts)
-    keys = [str(k) for k in keys] if keys is not None else [f"{i:012d}" for i in range(n)]
-    synthetic = np.asarray(is_synthetic if is_synthetic is not None else [False] * n, dtype=bool)
+    keys: np.ndarray
+    rows: np.ndarray
+    signatures: np.ndarray
+
+
+def _first_rows(keys: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose key no earlier row has."""
+    order = np.argsort(keys, kind="stable")
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = keys[order][1:] != keys[order][:-1]
+    first = np.zeros(len(keys), dtype=bool)
+    first[order[new]] = True
+    return first
+
+
+def _sketch_chunk(
+    texts: Sequence[str | None] | pa.Array, config: DedupConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk's exact-text keys, its rows that are the first with their text and have
+    words, and their signatures. Independent of other chunks, so chunks run in threads."""
     tokens = tokenise(texts)
-    exact_group = group_ids(text_keys(tokens))
-    first_of_group = np.full(exact_group.max() + 1 if n else 0, -1, dtype=np.int64)
-    first_of_group[exact_group[::-1]] = np.arange(n)[::-1]
-    unique_rows = np.flatnonzero(first_of_group[exact_group] == np.arange(n))
-    exact_pairs = np.stack([first_of_group[exact_group], np.arange(n)], axis=1)
-    exact_pairs = exact_pairs[exact_pairs[:, 0] != exact_pairs[:, 1]]
+    keys = text_keys(tokens)
+    local = np.flatnonzero(_first_rows(keys) & (tokens.lengths > 0))
+    if not len(local):
+        return keys, local, np.empty((0, config.num_perm), dtype=np.uint32)
+    doc, grams = ngram_hashes(tokens, config.ngram)
+    position = np.full(len(keys), -1, dtype=np.int64)
+    position[local] = np.arange(len(local))
+    doc = position[doc]
+    keep = doc >= 0
+    signatures = minhash_signatures(
+        doc[keep], grams[keep], len(local), config.num_perm, config.seed
+    )
+    return keys, local, signatures
 
+
+def sketch_chunks(
+    chunks: Iterable[Sequence[str | None] | pa.Array], config: DedupConfig, threads: int = 2
+) -> Sketches:
+    """Sketches of texts given chunk by chunk (valid at `max_shingle_share` = 1.0).
+
+    Chunks are hashed `threads` at a time (Arrow, numpy and rensa release the GIL for most
+    of the work) and merged in order: a row whose text an earlier chunk already had loses
+    its signature, as only the first row of each exact group is sketched in one pass."""
+    keys, rows, signatures = [], [], []
+    seen: set[int] = set()
+    count = 0
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        for chunk_keys, local, chunk_signatures in pool.map(
+            lambda chunk: _sketch_chunk(chunk, config), chunks
+        ):
+            unseen = np.fromiter(
+                (k not in seen for k in chunk_keys[local].tolist()), bool, len(local)
+            )
+            seen.update(chunk_keys.tolist())
+            keys.append(chunk_keys)
+            rows.append(local[unseen] + count)
+            signatures.append(chunk_signatures[unseen])
+            count += len(chunk_keys)
+    if not keys:
+        return Sketches(
+            np.empty(0, np.uint64), np.empty(0, np.int64), np.empty((0, config.num_perm), np.uint32)
+        )
+    return Sketches(np.concatenate(keys), np.concatenate(rows), np.concatenate(signatures))
+
+
+def sketch_all(texts: Sequence[str | None], config: DedupConfig) -> Sketches:
+    """Sketches from all texts at once: needed when `max_shingle_share` < 1, since which
+    shingles are common is only known over the whole corpus."""
+    tokens = tokenise(texts)
+    keys = text_keys(tokens)
+    unique_rows = np.flatnonzero(_first_rows(keys))
     doc, grams = ngram_hashes(tokens, config.ngram)
     keep = np.isin(doc, unique_rows)
     doc, grams = drop_common_shingles(
@@ -209,18 +280,65 @@ def find_duplicates(
     )
     sketched, _ = unique_counts(doc)
     doc = np.searchsorted(sketched, doc)
+    signatures = (
+        minhash_signatures(doc, grams, len(sketched), config.num_perm, config.seed)
+        if len(sketched)
+        else np.empty((0, config.num_perm), dtype=np.uint32)
+    )
+    return Sketches(keys=keys, rows=sketched.astype(np.int64), signatures=signatures)
+
+
+def connected_labels(n: int, edges: np.ndarray) -> np.ndarray:
+    """Component of each of `n` nodes under undirected `edges` (k, 2): its smallest node.
+
+    Roots hook onto the smaller root across each edge, then paths are halved until every
+    node points at its root; each round at least halves the roots of a component."""
+    label = np.arange(n, dtype=np.int64)
+    a, b = edges[:, 0], edges[:, 1]
+    while len(a):
+        la, lb = label[a], label[b]
+        differ = la != lb
+        a, b, la, lb = a[differ], b[differ], la[differ], lb[differ]
+        if not len(a):
+            break
+        np.minimum.at(label, np.maximum(la, lb), np.minimum(la, lb))
+        while True:
+            up = label[label]
+            if np.array_equal(up, label):
+                break
+            label = up
+    return label
+
+
+def cluster_sketches(
+    sketches: Sketches,
+    keys: Sequence[str] | None = None,
+    is_synthetic: Sequence[bool] | None = None,
+    config: DedupConfig | None = None,
+) -> DedupResult:
+    """Exact groups, verified LSH pairs and clusters from the sketches; one representative
+    per cluster: the first row by (synthetic?, key), so a human seed beats any synthetic
+    descendant and ties go to the lowest key, the same row on every rerun."""
+    config = config or DedupConfig()
+    n = len(sketches.keys)
+    keys = [str(k) for k in keys] if keys is not None else [f"{i:012d}" for i in range(n)]
+    synthetic = np.asarray(is_synthetic if is_synthetic is not None else [False] * n, dtype=bool)
+    exact_group = group_ids(sketches.keys)
+    first_of_group = np.full(exact_group.max() + 1 if n else 0, -1, dtype=np.int64)
+    first_of_group[exact_group[::-1]] = np.arange(n)[::-1]
+    exact_pairs = np.stack([first_of_group[exact_group], np.arange(n)], axis=1)
+    exact_pairs = exact_pairs[exact_pairs[:, 0] != exact_pairs[:, 1]]
+
     near_pairs = np.empty((0, 2), dtype=np.int64)
     candidates = 0
-    if len(sketched) > 1:
-        sig = minhash_signatures(doc, grams, len(sketched), config.num_perm, config.seed)
+    if len(sketches.rows) > 1:
+        sig = sketches.signatures
         cand = lsh_candidates(sig, config.bands, config.rows)
         candidates = len(cand)
         verified = cand[estimated_jaccard(sig, cand) >= config.threshold]
-        near_pairs = sketched[verified]
+        near_pairs = sketches.rows[verified]
 
-    edges = np.concatenate([exact_pairs, near_pairs])
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
+    label = connected_labels(n, np.concatenate([exact_pairs, near_pairs]))
     key_rank = np.argsort(np.argsort(np.asarray(keys, dtype=object), kind="stable"))
     order = np.lexsort((key_rank, synthetic, label))
     first = np.ones(n, dtype=bool)
@@ -230,6 +348,33 @@ def find_duplicates(
     rep = rep_of_label[label] if n else np.empty(0, dtype=np.int64)
     same_text = exact_group == exact_group[rep] if n else np.empty(0, dtype=bool)
     return cluster_result(keys, label, rep, same_text, candidates)
+
+
+def sketch_texts(
+    texts: Sequence[str | None], config: DedupConfig, chunk_rows: int = CHUNK_ROWS
+) -> Sketches:
+    """Chunked sketches when shingle filtering is off (the default), else one pass."""
+    if config.max_shingle_share < 1.0:
+        return sketch_all(texts, config)
+    return sketch_chunks(
+        (texts[i : i + chunk_rows] for i in range(0, len(texts), chunk_rows)), config
+    )
+
+
+def find_duplicates(
+    texts: Sequence[str | None],
+    keys: Sequence[str] | None = None,
+    is_synthetic: Sequence[bool] | None = None,
+    config: DedupConfig | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> DedupResult:
+    """Cluster exact and near duplicates; keep one representative per cluster.
+
+    The representative is the first row by (synthetic?, key): a human seed beats any
+    synthetic descendant, and ties go to the lowest key so reruns choose the same row.
+    """
+    config = config or DedupConfig()
+    return cluster_sketches(sketch_texts(texts, config, chunk_rows), keys, is_synthetic, config)
 
 
 def cluster_result(
@@ -245,16 +390,19 @@ def cluster_result(
     n = len(keys)
     kept = rep == np.arange(n)
     sizes = np.bincount(label) if n else np.empty(0, dtype=np.int64)
-    reason: list[str | None] = [
-        None
-        if kept[i]
-        else f"{'exact' if same_text[i] else 'near'} duplicate of {keys[rep[i]]} "
-        f"(cluster of {sizes[label[i]]})"
-        for i in range(n)
-    ]
+    cluster_id = [keys[r] for r in rep.tolist()]
+    reason: list[str | None] = [None] * n
     dropped = ~kept
+    for i, exact, size in zip(
+        np.flatnonzero(dropped).tolist(),
+        same_text[dropped].tolist(),
+        sizes[label[dropped]].tolist(),
+        strict=True,
+    ):
+        kind = "exact" if exact else "near"
+        reason[i] = f"{kind} duplicate of {cluster_id[i]} (cluster of {size})"
     return DedupResult(
-        cluster_id=[keys[r] for r in rep],
+        cluster_id=cluster_id,
         kept=kept,
         reason=reason,
         exact_duplicates=int((dropped & same_text).sum()),
@@ -271,6 +419,8 @@ def dedup_frame(
     id_column: str = "id",
 ) -> tuple[pl.DataFrame, DedupResult]:
     """`frame` plus `cluster_id`, `kept` and `duplicate_reason` columns (no row removed)."""
+    import polars as pl
+
     keys = frame.get_column(id_column).cast(pl.Utf8).to_list() if id_column in frame else None
     synthetic = (
         frame.get_column("is_synthetic").fill_null(True).to_list()

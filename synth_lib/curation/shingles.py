@@ -7,14 +7,18 @@ whose rolling hashes are one flat numpy buffer for the whole corpus.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import polars as pl
 
 HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 
@@ -56,29 +60,60 @@ _ASCII_MAP[:128] = 32
 for _c in b"0123456789abcdefghijklmnopqrstuvwxyz_":
     _ASCII_MAP[_c] = _c
     _ASCII_MAP[bytes([_c]).upper()[0]] = _c
+_ASCII_TABLE = _ASCII_MAP.tobytes()
 
 
-def normalise(texts: Sequence[str | None] | pl.Series) -> pa.LargeStringArray:
+def _arrow_texts(texts: Sequence[str | None] | pl.Series | pa.Array) -> pa.LargeStringArray:
+    """Texts as one Arrow large-string array, nulls as "" (a Polars Series without a copy)."""
+    polars = sys.modules.get("polars")  # only a caller that imported Polars can pass a Series
+    if polars is not None and isinstance(texts, polars.Series):
+        arrow = texts.to_arrow()
+    elif isinstance(texts, pa.ChunkedArray):
+        arrow = texts.combine_chunks()
+    elif isinstance(texts, pa.Array):
+        arrow = texts
+    else:
+        # built from the UTF-8 bytes: `pa.array` on a list first imports pandas (~0.2 s)
+        encoded = [b"" if t is None else t.encode() for t in texts]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+        return pa.LargeStringArray.from_buffers(
+            len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))
+        )
+    arrow = arrow.cast(pa.large_string())
+    # fill_null's scalar imports pandas: only pay for it when there are nulls
+    return pc.fill_null(arrow, "") if arrow.null_count else arrow
+
+
+def normalise(texts: Sequence[str | None] | pl.Series | pa.Array) -> pa.LargeStringArray:
     """Lower-cased texts with punctuation turned into spaces (whitespace runs remain).
 
     Unicode lower-casing, then one byte-table pass: ASCII punctuation and the Unicode
     punctuation that real text uses (U+0080–U+00BF: no-break space, «», ¿…; U+2000–U+207F:
     dashes, curly quotes, ellipsis) become spaces. Other non-ASCII characters are letters.
+    The table lower-cases ASCII letters itself, so all-ASCII text skips the Unicode pass.
     """
-    arrow = texts.to_arrow() if isinstance(texts, pl.Series) else pa.array(texts, pa.large_string())
-    arrow = pc.utf8_lower(pc.fill_null(arrow.cast(pa.large_string()), ""))
-    _, offsets, data = arrow.buffers()
+    arrow = _arrow_texts(texts)
+    _, _, data = arrow.buffers()
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    out = _ASCII_MAP[raw]
-    lead = np.flatnonzero(out >= 0xC2)  # non-ASCII lead bytes: few in most text
-    lead = lead[out[lead] <= 0xE2]  # valid UTF-8: their continuation bytes follow
-    second = out[lead + 1]
-    latin1 = lead[out[lead] == 0xC2]
-    general = lead[(out[lead] == 0xE2) & ((second == 0x80) | (second == 0x81))]
-    for k in range(2):
-        out[latin1 + k] = 32
-    for k in range(3):
-        out[general + k] = 32
+    ascii_only = not len(raw) or raw.max() < 0x80
+    if not ascii_only:
+        arrow = pc.utf8_lower(arrow)
+        _, _, data = arrow.buffers()
+    _, offsets, data = arrow.buffers()
+    # bytes.translate: one C pass, no index array as numpy's table lookup would build
+    mapped = bytearray(data.to_pybytes().translate(_ASCII_TABLE) if data is not None else b"")
+    out = np.frombuffer(mapped, dtype=np.uint8)
+    if not ascii_only:
+        lead = np.flatnonzero(out >= 0xC2)  # non-ASCII lead bytes: few in most text
+        lead = lead[out[lead] <= 0xE2]  # valid UTF-8: their continuation bytes follow
+        second = out[lead + 1]
+        latin1 = lead[out[lead] == 0xC2]
+        general = lead[(out[lead] == 0xE2) & ((second == 0x80) | (second == 0x81))]
+        for k in range(2):
+            out[latin1 + k] = 32
+        for k in range(3):
+            out[general + k] = 32
     return pa.LargeStringArray.from_buffers(
         len(arrow), offsets, pa.py_buffer(out), offset=arrow.offset
     )
@@ -108,7 +143,13 @@ def _byte_string_hashes(words: pa.Array) -> np.ndarray:
     return mix64(sums + lengths.astype(np.uint64))
 
 
-def tokenise(texts: Sequence[str | None] | pl.Series, *, stable: bool = True) -> Tokens:
+def _int_values(array: pa.Array) -> np.ndarray:
+    """An integer Arrow array without nulls as a numpy view (`to_numpy` imports pandas)."""
+    values = np.frombuffer(array.buffers()[1], dtype=f"int{array.type.bit_width}")
+    return values[array.offset : array.offset + len(array)]
+
+
+def tokenise(texts: Sequence[str | None] | pl.Series | pa.Array, *, stable: bool = True) -> Tokens:
     """Hash every normalised word of every text in one vectorised pass.
 
     Stable hashes depend only on the word's bytes (each distinct word is hashed once);
@@ -117,17 +158,20 @@ def tokenise(texts: Sequence[str | None] | pl.Series, *, stable: bool = True) ->
     """
     trimmed = pc.ascii_trim_whitespace(normalise(texts))
     words = pc.ascii_split_whitespace(trimmed)
-    lengths = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
-    blank = pc.equal(trimmed, "").to_numpy(zero_copy_only=False)
+    lengths = _int_values(pc.list_value_length(words)).astype(np.int64)
+    text_offsets = np.frombuffer(trimmed.buffers()[1], dtype=np.int64)
+    blank = np.diff(text_offsets[trimmed.offset : trimmed.offset + len(trimmed) + 1]) == 0
     lengths[blank] = 0  # splitting "" gives [""]: no words
     flat = pc.list_flatten(words)
     if blank.any():
         flat = flat.filter(pc.not_equal(flat, ""))
     if stable:
         encoded = pc.dictionary_encode(flat)
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        indices = _int_values(encoded.indices)
         hashed = _byte_string_hashes(encoded.dictionary)[indices]
     else:
+        import polars as pl
+
         series = pl.from_arrow(flat)
         assert isinstance(series, pl.Series)
         hashed = series.hash(seed=0).to_numpy()
