@@ -140,3 +140,17 @@ def test_presets_carry_their_tuned_containment_unless_overridden():
     assert DecontamConfig.preset("gpt3").containment == DecontamConfig().containment == 0.4
     assert DecontamConfig.preset("llama3").containment == 0.5
     assert DecontamConfig.preset("llama3", containment=0.3).containment == 0.3
+
+
+def test_short_item_with_an_edit_is_caught_but_a_fragment_is_not():
+    """A 9-word item has 8 bigrams: one substituted word leaves 6, short of `min_shared`
+    (8) but over `min_shared_share` of them; a 5-word fragment (4 bigrams) stays clean."""
+    words = [f"q{i}" for i in range(9)]
+    index = BenchmarkIndex([BenchmarkItem("toy", "short", " ".join(words))])
+    edited = " ".join([*words[:4], "other", *words[5:]])
+    fragment = "intro " + " ".join(words[:5]) + " outro"
+    found = index.scan([edited, fragment])
+    assert found[0] is not None and found[0].label == "toy/short"
+    assert found[0].method == "containment" and found[1] is None
+    strict = BenchmarkIndex(index.items, DecontamConfig(min_shared_share=1.0))
+    assert strict.scan([edited])[0] is None

@@ -43,13 +43,19 @@ TEXT_COLUMN_GUESSES = ("question", "prompt", "problem", "text", "input", "instru
 
 @dataclass(frozen=True)
 class DecontamConfig:
-    """`ngram`/`min_overlap`: the exact-overlap test; the rest: the paraphrase test."""
+    """`ngram`/`min_overlap`: the exact-overlap test; the rest: the paraphrase test.
+
+    Containment also needs `min_shared` of the item's (not too common) bigrams in the row,
+    or `min_shared_share` of them for an item with fewer than min_shared / share: a short
+    item (a 16-word GSM8K question) loses most of its bigrams to two edits.
+    """
 
     ngram: int = 13
     min_overlap: int = 1
     paraphrase_ngram: int = 2
     containment: float = 0.4  # tuned: 25% substituted words ≥ 0.975 recall, 0.099% false pos.
     min_shared: int = 8
+    min_shared_share: float = 0.6  # tuned: 10% edits 1.0 recall (was 0.999), same 8 false pos.
     max_df: int = 10
 
     @classmethod
@@ -279,7 +285,9 @@ class BenchmarkIndex:
         over = share >= self.config.containment
         rows, cols, share = scores.row[over], scores.col[over], share[over]
         hits = np.asarray(present[rows].multiply(self._item_grams[cols]).sum(axis=1)).ravel()
-        need = np.minimum(self._size[cols], self.config.min_shared)
+        need = np.minimum(
+            np.ceil(self.config.min_shared_share * self._size[cols]), self.config.min_shared
+        )
         ok = hits >= need
         return pl.DataFrame(
             {
