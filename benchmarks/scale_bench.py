@@ -15,10 +15,12 @@ them across shards; peak RSS of the process and seconds.
     python benchmarks/scale_bench.py pipeline --rows 1000 --shard-rows 1000
     python benchmarks/scale_bench.py curation --rows 1000000 --shard-rows 100000
     python benchmarks/scale_bench.py dedup --rows 20000 --repeats 3
+    python benchmarks/scale_bench.py dedup-memory --rows 200000
 
 `dedup` times `synth dedup IN OUT` on generated ~1 KB documents as a whole process (what
 a user waits for, imports included) against a plain datasketch script (`update_batch` +
 `MinHashLSH`, 128 permutations), interleaved, medians; peak RSS from each child's rusage.
+`dedup-memory` runs `synth dedup` once on such documents and reports its peak RSS.
 """
 
 from __future__ import annotations
@@ -320,17 +322,12 @@ def timed_process(argv: list[str]) -> tuple[float, float]:
     return time.perf_counter() - began, usage.ru_maxrss / 1024
 
 
-def dedup_cli(rows: int, repeats: int) -> None:
-    """`synth dedup` as a user runs it vs a plain datasketch script, both whole processes."""
-    import statistics
-
-    from synth_lib.curation.dedup import DedupConfig
-
+def write_dedup_corpus(rows: int, path: Path) -> None:
+    """~1.4 KB documents of 170 words; every third copies an earlier one with 8 words changed."""
     rng = random.Random(0)
     vocab = [f"{rng.choice('bcdfgklmnprst')}{rng.choice('aeiou')}w{i}" for i in range(8000)]
-    work = Path(tempfile.mkdtemp(prefix="scale-dedup-"))
     docs: list[list[str]] = []
-    with (work / "in.jsonl").open("w") as out:
+    with path.open("w") as out:
         for i in range(rows):
             if i % 3 == 2:
                 words = list(docs[rng.randrange(len(docs))])
@@ -340,6 +337,16 @@ def dedup_cli(rows: int, repeats: int) -> None:
                 words = rng.choices(vocab, k=170)
             docs.append(words)
             out.write(json.dumps({"id": str(i), "text": " ".join(words)}) + "\n")
+
+
+def dedup_cli(rows: int, repeats: int) -> None:
+    """`synth dedup` as a user runs it vs a plain datasketch script, both whole processes."""
+    import statistics
+
+    from synth_lib.curation.dedup import DedupConfig
+
+    work = Path(tempfile.mkdtemp(prefix="scale-dedup-"))
+    write_dedup_corpus(rows, work / "in.jsonl")
     size = (work / "in.jsonl").stat().st_size
     print(f"{rows} docs, {size / rows:.0f} bytes each on average")
     cfg = DedupConfig()
@@ -376,9 +383,22 @@ def dedup_cli(rows: int, repeats: int) -> None:
     )
 
 
+def dedup_memory(rows: int) -> None:
+    """One `synth dedup` run on `rows` documents: wall seconds and peak RSS against the input."""
+    work = Path(tempfile.mkdtemp(prefix="scale-dedup-memory-"))
+    write_dedup_corpus(rows, work / "in.jsonl")
+    size = (work / "in.jsonl").stat().st_size / 2**20
+    synth = str(Path(sys.executable).with_name("synth"))
+    wall, peak = timed_process([synth, "dedup", str(work / "in.jsonl"), str(work / "out.jsonl")])
+    print(
+        f"synth dedup on {rows} docs ({size:.0f} MiB of JSONL): {wall:.1f}s, "
+        f"peak RSS {peak:.0f} MiB = {peak / size:.1f}x the input"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("pipeline", "curation", "dedup", "serve"))
+    parser.add_argument("mode", choices=("pipeline", "curation", "dedup", "dedup-memory", "serve"))
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--shard-rows", type=int, default=1000)
     parser.add_argument("--port-file", default="")
@@ -390,6 +410,8 @@ def main() -> None:
         pipeline(args.rows, args.shard_rows)
     elif args.mode == "dedup":
         dedup_cli(args.rows, args.repeats)
+    elif args.mode == "dedup-memory":
+        dedup_memory(args.rows)
     else:
         curation(args.rows, args.shard_rows)
 
