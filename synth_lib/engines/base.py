@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from synth_lib.provenance.hashing import canonical_json, sha256_hex
 
@@ -18,15 +18,32 @@ FinishReason = Literal["stop", "length", "content_filter", "error"]
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Sampling settings; part of the cache key and of every generated row's provenance."""
+    """Sampling settings; part of the cache key and of every generated row's provenance.
+
+    `choices`, when given, constrains the completion to be exactly one of these strings
+    (verdicts: a small judge rarely keeps to the asked format on its own). It is left out
+    of the serialised form while empty, so keys made before it existed stay valid.
+    """
 
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 128
     stop: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(not c for c in self.choices) or len(set(self.choices)) != len(self.choices):
+            raise ValueError(f"choices must be distinct non-empty strings, got {self.choices!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that identify these settings (`choices` only when set)."""
+        out = asdict(self)
+        if not self.choices:
+            del out["choices"]
+        return out
 
     def to_json(self) -> str:
-        return canonical_json(asdict(self))
+        return canonical_json(self.as_dict())
 
 
 @dataclass(frozen=True)
@@ -104,7 +121,7 @@ def cache_key(identity: ModelIdentity, request: GenerationRequest) -> str:
                 "revision": identity.revision,
                 "system": request.system,
                 "prompt": request.prompt,
-                "sampling": asdict(request.sampling),
+                "sampling": request.sampling.as_dict(),
                 "seed": request.seed,
             }
         )

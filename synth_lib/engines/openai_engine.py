@@ -48,6 +48,7 @@ RETRYABLE_STATUS = frozenset({408, 409}) | frozenset(range(500, 600))
 # with a fixed configuration must send them again, so they are not cached.
 CONFIGURATION_STATUS = frozenset({401, 402, 403, 404, 407})
 ERROR_BODY_BYTES = 2048
+CHOICE_PARAMS = ("", "structured_outputs", "guided_choice")
 FINISH_REASONS = {
     "stop": "stop",
     "eos": "stop",
@@ -93,12 +94,17 @@ class OpenAIConfig:
     # configured model: use it only for a gateway whose aliases you cannot list).
     served_model_policy: Literal["reject", "accept"] = "reject"
     served_model_aliases: tuple[str, ...] = ()
+    # How the server takes a request's `choices`: "" sends nothing (the reply is free text,
+    # parsed as usual), "structured_outputs" is vLLM >= 0.12, "guided_choice" older vLLM.
+    choice_param: Literal["", "structured_outputs", "guided_choice"] = ""
 
     def __post_init__(self) -> None:
         if self.served_model_policy not in ("reject", "accept"):
             raise ValueError(
                 f"served_model_policy {self.served_model_policy!r}: choose 'reject' or 'accept'"
             )
+        if self.choice_param not in CHOICE_PARAMS:
+            raise ValueError(f"choice_param {self.choice_param!r}: choose one of {CHOICE_PARAMS}")
 
     def body_cap(self, max_tokens: int) -> int:
         """Bytes a response to `max_tokens` may hold (room for JSON escapes and logprobs)."""
@@ -217,7 +223,8 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random)
 
 
 def build_body(config: OpenAIConfig, request: GenerationRequest) -> dict[str, Any]:
-    """The chat-completions request body; the sampling seed travels as `seed`."""
+    """The chat-completions request body; the sampling seed travels as `seed`, and
+    `choices` as the server's constrained-choice parameter where it has one."""
     messages = [{"role": "user", "content": request.prompt}]
     if request.system:
         messages.insert(0, {"role": "system", "content": request.system})
@@ -232,6 +239,11 @@ def build_body(config: OpenAIConfig, request: GenerationRequest) -> dict[str, An
     }
     if request.sampling.stop:
         body["stop"] = list(request.sampling.stop)
+    choices = list(request.sampling.choices)
+    if choices and config.choice_param == "structured_outputs":
+        body["structured_outputs"] = {"choice": choices}
+    elif choices and config.choice_param == "guided_choice":
+        body["guided_choice"] = choices
     return {**body, **config.extra_body}
 
 

@@ -4,7 +4,8 @@ Requests are grouped by sampling parameters and, within a group, sorted by promp
 before they are cut into batches: left padding then costs little, and prompts of one
 length tend to get answers of similar length, so a batch is not held open by one long
 answer. Each sequence stops at its own end-of-turn token or at one of the request's stop
-strings (checked while generating, so nothing is spent past them).
+strings (checked while generating, so nothing is spent past them). A request with
+`choices` is decoded through a token trie of them (`constraints.py`).
 
 HF sampling draws from one RNG per batch, so each batch is seeded from its requests'
 seeds; the response cache is what makes a request's answer stable across re-runs.
@@ -12,6 +13,7 @@ seeds; the response cache is what makes a request's answer stable across re-runs
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,6 +25,7 @@ from synth_lib.engines.base import (
     ModelIdentity,
     SamplingParams,
 )
+from synth_lib.engines.constraints import ChoiceLogitsProcessor, ChoiceTrie
 from synth_lib.engines.default_model import default_model_info
 from synth_lib.engines.tiny_model import SMOKE_MODEL_NAME, is_smoke_model_dir, weights_digest
 
@@ -75,6 +78,7 @@ class TransformersEngine:
         if configured is None:
             configured = self.tokenizer.eos_token_id
         self._stop_ids = list(configured) if isinstance(configured, list) else [configured]
+        self._tries: dict[tuple[str, ...], ChoiceTrie] = {}
         smoke = is_smoke_model_dir(self.model_dir)
         if device == "cpu":
             # A tiny model is all per-op overhead: extra threads only spin against each other.
@@ -159,16 +163,21 @@ class TransformersEngine:
         torch.manual_seed(sum(r.seed * 1_000_003 + i for i, r in enumerate(batch)) % (2**31))
         do_sample = sampling.temperature > 0
         stops = {"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer}
+        processors, max_new = list(self.logits_processors), sampling.max_tokens
+        if sampling.choices:
+            trie = self._choice_trie(sampling.choices)
+            processors.append(ChoiceLogitsProcessor(trie, encoded["input_ids"].shape[1]))
+            max_new = min(max_new, trie.longest + 1)  # the choice and its end token
         with torch.inference_mode():
             output = self.model.generate(
                 **encoded,
-                max_new_tokens=sampling.max_tokens,
+                max_new_tokens=max_new,
                 do_sample=do_sample,
                 temperature=sampling.temperature if do_sample else None,
                 top_p=sampling.top_p if do_sample else None,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self._stop_ids,
-                logits_processor=self.logits_processors or None,
+                logits_processor=processors or None,
                 **(stops if sampling.stop else {}),
             )
         new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
@@ -177,6 +186,17 @@ class TransformersEngine:
             self._result(request, tokens, int(prompt_len), sampling)
             for request, tokens, prompt_len in zip(batch, new_tokens, prompt_lengths, strict=True)
         ]
+
+    def _choice_trie(self, choices: tuple[str, ...]) -> ChoiceTrie:
+        """The token trie of `choices` (built once per choice set)."""
+        trie = self._tries.get(choices)
+        if trie is None:
+            encode = functools.partial(self.tokenizer.encode, add_special_tokens=False)
+            # end on a special token, which decoding drops: the text is the choice exactly
+            special = set(self.tokenizer.all_special_ids)
+            ends = [t for t in self._stop_ids if t in special] or self._stop_ids
+            trie = self._tries[choices] = ChoiceTrie.from_choices(choices, encode, ends)
+        return trie
 
     def _result(
         self,

@@ -92,10 +92,17 @@ def model_identity(config: VllmConfig) -> ModelIdentity:
     return ModelIdentity("vllm", name, "unpinned")
 
 
-def sampling_kwargs(request: GenerationRequest, config: VllmConfig) -> dict[str, Any]:
-    """Keyword arguments for the request's own `vllm.SamplingParams`."""
+def sampling_kwargs(
+    request: GenerationRequest,
+    config: VllmConfig,
+    structured: Callable[..., Any] = dict,
+) -> dict[str, Any]:
+    """Keyword arguments for the request's own `vllm.SamplingParams`.
+
+    `choices` become vLLM structured outputs (`structured(choice=[...])`, i.e.
+    `StructuredOutputsParams`), so the completion is exactly one of them."""
     sampling = request.sampling
-    return {
+    kwargs: dict[str, Any] = {
         "n": 1,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
@@ -105,6 +112,9 @@ def sampling_kwargs(request: GenerationRequest, config: VllmConfig) -> dict[str,
         "ignore_eos": config.ignore_eos,
         "detokenize": config.prompt_format != "token_ids",
     }
+    if sampling.choices:
+        kwargs["structured_outputs"] = structured(choice=list(sampling.choices))
+    return kwargs
 
 
 def render_prompt(
@@ -206,6 +216,7 @@ class VllmEngine:
         config: VllmConfig,
         llm: Any | None = None,
         make_params: Callable[..., Any] | None = None,
+        make_structured: Callable[..., Any] | None = None,
     ) -> None:
         self.config = config
         self.identity = model_identity(config)
@@ -216,10 +227,13 @@ class VllmEngine:
             llm = LLM(**llm_kwargs(config))
         if make_params is None:
             import vllm
+            from vllm.sampling_params import StructuredOutputsParams
 
             make_params = vllm.SamplingParams
+            make_structured = make_structured or StructuredOutputsParams
         self.llm = llm
         self._make_params = make_params
+        self._make_structured = make_structured or dict
         self._encode, self._chat_render = self._tokenizer_functions()
 
     def _tokenizer_functions(self) -> tuple[Encode | None, ChatRender | None]:
@@ -259,7 +273,8 @@ class VllmEngine:
         if ids and vocab and not 0 <= min(ids) <= max(ids) < vocab:
             raise ValueError(f"token id outside the vocabulary [0, {vocab})")
         try:
-            return prompt, self._make_params(**sampling_kwargs(request, self.config))
+            kwargs = sampling_kwargs(request, self.config, self._make_structured)
+            return prompt, self._make_params(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"sampling parameters rejected: {exc}") from exc
 

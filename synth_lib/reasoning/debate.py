@@ -5,13 +5,14 @@ rounds; a judge reads both sides and decides. The judge decides twice, with the 
 of the two sides swapped: only a decision that survives the swap accepts the sample.
 Anything else (reject, flip, unreadable reply, failed generation) rejects it, with
 the reason, and the transcript's sha256 is kept so the decision can be audited.
+The judge's reply is decoded to exactly one of `DECISION_CHOICES`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import polars as pl
@@ -39,6 +40,8 @@ PAYLOAD_SCHEMA: dict[str, pl.DataType] = {
     "transcript": pl.Utf8(),
     "transcript_sha256": pl.Utf8(),
 }
+# The replies the judge template asks for; the judge is decoded to exactly one of them.
+DECISION_CHOICES = ("Decision: ACCEPT", "Decision: REJECT")
 _DECISION = re.compile(r"\bdecision\b\s*[:=]?\s*\**\s*(accept|reject)", re.IGNORECASE)
 _WORD = re.compile(r"\b(accept|reject)(?:s|ed)?\b", re.IGNORECASE)
 
@@ -86,6 +89,13 @@ def outcome_reason(first: Decision | None, second: Decision | None) -> tuple[boo
     return first == "accept", True, "judge_accepted" if first == "accept" else "judge_rejected"
 
 
+def judge_sampling_for(sampling: SamplingParams | None, constrained: bool = True) -> SamplingParams:
+    """The debate judge's sampling: `sampling` (default greedy, 16 tokens), constrained to
+    `DECISION_CHOICES` unless told otherwise."""
+    base = sampling or SamplingParams(temperature=0.0, max_tokens=16)
+    return replace(base, choices=DECISION_CHOICES) if constrained else base
+
+
 def run_debates(
     items: Sequence[DebateItem],
     engine: Engine,
@@ -94,13 +104,14 @@ def run_debates(
     sampling: SamplingParams | None = None,
     judge_sampling: SamplingParams | None = None,
     seed: int = 0,
+    constrained: bool = True,
 ) -> list[DebateOutcome]:
     """All debates advance together: each turn is one batch across the live items.
 
     A debate whose turn fails (truncated, empty, refused, engine error) stops there and is
     rejected with that reason: no further turns or judging are spent on it."""
     sampling = sampling or SamplingParams(temperature=0.7, max_tokens=128)
-    judge_sampling = judge_sampling or SamplingParams(temperature=0.0, max_tokens=16)
+    judge_sampling = judge_sampling_for(judge_sampling, constrained)
     sides = {"Proponent": "reasoning_debate_proponent", "Opponent": "reasoning_debate_opponent"}
     turns: list[list[tuple[str, int, str]]] = [[] for _ in items]
     # material that addresses the judge is an injection: rejected before any debate
@@ -200,9 +211,10 @@ def verdict_rows(
     rounds: int,
     judge_sampling: SamplingParams | None = None,
     seed: int = 0,
+    constrained: bool = True,
 ) -> list[dict[str, Any]]:
     """One provenance row per debated sample; its parent is the sample itself."""
-    judge_sampling = judge_sampling or SamplingParams(temperature=0.0, max_tokens=16)
+    judge_sampling = judge_sampling_for(judge_sampling, constrained)
     generator = generator_for(engine.identity, load_template(TEMPLATES[-1]), judge_sampling, seed)
     rows = []
     for o in outcomes:

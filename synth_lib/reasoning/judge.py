@@ -6,14 +6,15 @@ ties and flips are dropped with the reason. Judges can also be talked to: a comp
 with a response that addresses the judge is dropped unread (`judge_injection`), and the
 responses the judge reads are fenced in tags it is told to treat as data. The constitution
 is a versioned file whose hash, combined with the judge template's, goes into every judged
-row's provenance.
+row's provenance. Replies are decoded to exactly one of the verdicts the template asks for
+(`PAIRWISE_CHOICES`, `SCORE_CHOICES`), so a small judge cannot answer off-format.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
@@ -27,6 +28,9 @@ Preference = Literal["A", "B", "tie"]
 CONSTITUTION = "constitution"
 PAIRWISE_TEMPLATE = "reasoning_judge"
 SCORE_TEMPLATE = "reasoning_score"
+# The replies the templates ask for; with `constrained` the judge can write nothing else.
+PAIRWISE_CHOICES = ("Verdict: A", "Verdict: B", "Verdict: tie")
+SCORE_CHOICES = tuple(f"Score: {n}" for n in range(1, 11))
 
 _BRACKETED = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.IGNORECASE)
 _LABELLED = re.compile(
@@ -118,7 +122,12 @@ def decide(forward: Preference | None, backward: Preference | None) -> tuple[str
 
 
 class Judge:
-    """Pairwise and pointwise judging with one engine and one constitution."""
+    """Pairwise and pointwise judging with one engine and one constitution.
+
+    `constrained` (the default) asks the engine for exactly one of the replies the template
+    names (`SamplingParams.choices`): the 135M default model left every free-form score
+    unreadable, constrained it leaves none (benchmarks/constrained_judge_bench.py).
+    """
 
     def __init__(
         self,
@@ -128,10 +137,13 @@ class Judge:
         seed: int = 0,
         constitution: Template | None = None,
         reject_injections: bool = True,
+        constrained: bool = True,
     ) -> None:
         self.engine = engine
         self.reject_injections = reject_injections
-        self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=32)
+        base = sampling or SamplingParams(temperature=0.0, max_tokens=32)
+        self.pairwise_sampling = replace(base, choices=PAIRWISE_CHOICES) if constrained else base
+        self.score_sampling = replace(base, choices=SCORE_CHOICES) if constrained else base
         self.seed = seed
         self.constitution = constitution or load_template(CONSTITUTION)
 
@@ -147,7 +159,7 @@ class Judge:
     def generator(self) -> Generator:
         """Provenance of a pairwise-judged row: judge model, template+constitution hash."""
         template = self._bound(PAIRWISE_TEMPLATE)
-        return generator_for(self.engine.identity, template, self.sampling, self.seed)
+        return generator_for(self.engine.identity, template, self.pairwise_sampling, self.seed)
 
     def _injection(self, comparison: Comparison) -> str | None:
         if not self.reject_injections:
@@ -175,7 +187,10 @@ class Judge:
                 )
                 requests.append(
                     GenerationRequest(
-                        f"{c.key}:{tag}", prompt, self.sampling, stable_seed(self.seed, c.key)
+                        f"{c.key}:{tag}",
+                        prompt,
+                        self.pairwise_sampling,
+                        stable_seed(self.seed, c.key),
                     )
                 )
         results = self.engine.generate(requests) if requests else []
@@ -198,7 +213,7 @@ class Judge:
             GenerationRequest(
                 f"{key}:score",
                 template.render(constitution=self.constitution.text, prompt=p, response=r),
-                self.sampling,
+                self.score_sampling,
                 stable_seed(self.seed, key, "score"),
             )
             for key, p, r in items
