@@ -119,7 +119,8 @@ def _read_jsonl(path: Path, text_column: str, keep: Sequence[str]) -> Table:
         texts.append(text)
         for name, values in kept.items():
             values.append(record.get(name))
-        columns.update(dict.fromkeys(record))
+        if record.keys() != columns.keys():
+            columns.update(dict.fromkeys(record))
     return Table(path, texts, lines=lines, columns=list(columns), kept=kept)
 
 
@@ -148,10 +149,12 @@ def _json_value(value: Any) -> str:
 
 def _appended_lines(lines: list[bytes], added: dict[str, list[Any]]) -> Iterator[bytes]:
     """Each JSON object line with the added fields spliced in before its closing brace."""
-    fields = [(f", {encode_basestring(name)}: ", values) for name, values in added.items()]
-    for i, raw in enumerate(lines):
-        tail = "".join(name + _json_value(values[i]) for name, values in fields)
-        yield raw.rstrip()[:-1] + tail.encode() + b"}\n"
+    fields = [
+        [f", {encode_basestring(name)}: {value}" for value in map(_json_value, values)]
+        for name, values in added.items()
+    ]
+    for raw, *parts in zip(lines, *fields, strict=True):
+        yield raw.rstrip()[:-1] + "".join(parts).encode() + b"}\n"
 
 
 def write_table(table: Table, out: Path, added: dict[str, list[Any]]) -> None:

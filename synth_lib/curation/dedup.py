@@ -15,9 +15,11 @@ seed whichever stage it came from.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 _MAX_ALL_PAIRS_BUCKET = 64
 _VERIFY_CHUNK = 200_000
-CHUNK_ROWS = 2048  # rows tokenised and sketched at a time: ~100 MB of shingles
+CHUNK_ROWS = 2048  # rows sketched at a time: buffers of a few MB, reused chunk after chunk
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,9 @@ def minhash_signatures(
     offsets = np.zeros(n_docs + 1, dtype=np.uint64)
     np.cumsum(counts, out=offsets[1:])
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(grams, offsets, num_perm, seed)
-    return np.array(matrix.to_rows(), dtype=np.uint32).reshape(n_docs, num_perm)
+    # rensa hands rows out as lists only; a flat array.array fills faster than np.array
+    flat = array("I", chain.from_iterable(matrix.to_rows()))
+    return np.frombuffer(flat, dtype=np.uint32).reshape(n_docs, num_perm)
 
 
 def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
@@ -162,7 +166,7 @@ def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     sizes = ends - starts + 1
     pairs = []
-    for size in np.unique(sizes[sizes <= _MAX_ALL_PAIRS_BUCKET]).tolist():
+    for size in unique_counts(sizes[sizes <= _MAX_ALL_PAIRS_BUCKET])[0].tolist():
         members = order[starts[sizes == size][:, None] + np.arange(size)]
         i, j = np.triu_indices(size, k=1)
         pairs.append(np.stack([members[:, i].ravel(), members[:, j].ravel()], axis=1))
@@ -238,20 +242,26 @@ def _sketch_chunk(
 
 
 def sketch_chunks(
-    chunks: Iterable[Sequence[str | None] | pa.Array], config: DedupConfig, threads: int = 2
+    chunks: Iterable[Sequence[str | None] | pa.Array], config: DedupConfig, threads: int = 1
 ) -> Sketches:
     """Sketches of texts given chunk by chunk (valid at `max_shingle_share` = 1.0).
 
-    Chunks are hashed `threads` at a time (Arrow, numpy and rensa release the GIL for most
-    of the work) and merged in order: a row whose text an earlier chunk already had loses
-    its signature, as only the first row of each exact group is sketched in one pass."""
+    With `threads` > 1 chunks are hashed that many at a time (Arrow, numpy and rensa
+    release the GIL for most of the work; on a busy machine one thread is faster). Chunks
+    merge in order: a row whose text an earlier chunk already had loses its signature, as
+    only the first row of each exact group is sketched in one pass."""
     keys, rows, signatures = [], [], []
     seen: set[int] = set()
     count = 0
-    with ThreadPoolExecutor(max(threads, 1)) as pool:
-        for chunk_keys, local, chunk_signatures in pool.map(
-            lambda chunk: _sketch_chunk(chunk, config), chunks
-        ):
+    with ExitStack() as stack:
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = stack.enter_context(ThreadPoolExecutor(threads))
+            parts = pool.map(lambda chunk: _sketch_chunk(chunk, config), chunks)
+        else:
+            parts = (_sketch_chunk(chunk, config) for chunk in chunks)
+        for chunk_keys, local, chunk_signatures in parts:
             unseen = np.fromiter(
                 (k not in seen for k in chunk_keys[local].tolist()), bool, len(local)
             )
