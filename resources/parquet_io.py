@@ -13,9 +13,12 @@ Steps that raise before writing are reported by `lineage_failure_hook`; assets o
 run that no step reported are sent FAIL by `synth_jobs.lineage_sensors` through `emit_failed`.
 """
 
+import os
+import tempfile
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,7 +26,7 @@ import polars as pl
 from pydantic import Field, PrivateAttr
 
 from resources.lineage import OpenLineageEmitter
-from resources.object_store import LocalFolder, S3Prefix, S3Storage, open_store
+from resources.object_store import S3_SCHEME, LocalFolder, S3Prefix, S3Storage, open_store
 from resources.tracking import MlflowTracking
 from synth_lib.lineage.openlineage_events import (
     InputSnapshot,
@@ -92,14 +95,36 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             return self._key_path(context.asset_key, context.asset_partition_key)
         return self._key_path(context.asset_key)
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame) -> None:
+        """Write the asset's frame; a LazyFrame is streamed (`sink_parquet`), never collected,
+        and its lineage event names the dataset without the facets that read every row."""
         if obj is None:
             return
         started = (_step_started_at(context) if self._lineage_on else None) or datetime.now(UTC)
         path = self._path(context)
-        size = self._where.write(path, obj)
+        if isinstance(obj, pl.LazyFrame):
+            size, frame = self._sink(path, obj), None
+        else:
+            size, frame = self._where.write(path, obj), obj
         context.add_output_metadata({"path": dg.MetadataValue.path(path)})
-        context.add_output_metadata(self._report(context, obj, path, size, started))
+        context.add_output_metadata(self._report(context, frame, path, size, started))
+
+    def _sink(self, path: str, lazy: pl.LazyFrame) -> int:
+        """Stream `lazy` to a temporary file, then rename it into place (or PUT it whole)."""
+        where = self._where
+        if isinstance(where, LocalFolder):
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            lazy.sink_parquet(staging, statistics=True)
+            os.replace(staging, target)
+            return target.stat().st_size
+        with tempfile.TemporaryDirectory() as folder:
+            staging = Path(folder, "frame.parquet")
+            lazy.sink_parquet(staging, statistics=True)
+            with staging.open("rb") as body:
+                where.client.put_object(Bucket=where.bucket, Key=_s3_key(where, path), Body=body)
+            return staging.stat().st_size
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame | dict:
         if context.has_asset_partitions and (
@@ -136,7 +161,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     def _report(
         self,
         context: dg.OutputContext,
-        frame: pl.DataFrame,
+        frame: pl.DataFrame | None,
         path: str,
         size: int,
         started: datetime,
@@ -167,7 +192,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     def _emit_lineage(
         self,
         context: dg.OutputContext,
-        frame: pl.DataFrame,
+        frame: pl.DataFrame | None,
         path: str,
         size: int,
         started: datetime,
@@ -411,3 +436,8 @@ def _unwritten_assets(context: dg.HookContext) -> list[tuple[dg.AssetKey, str | 
             data = entry.dagster_event.event_specific_data if entry.dagster_event else None
             unwritten.append((record.asset_key, getattr(data, "partition", None)))
     return unwritten
+
+
+def _s3_key(where: S3Prefix, location: str) -> str:
+    """The object key of an `s3://bucket/key` location."""
+    return location.removeprefix(f"{S3_SCHEME}{where.bucket}/")

@@ -11,6 +11,7 @@ instance (no side file to keep in sync).
 
 import math
 import os
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -24,7 +25,7 @@ from synth_lib.curation.anchor_filter import MiniLMEmbedder, embed
 from synth_lib.curation.decontam import BenchmarkIndex, DecontamConfig
 from synth_lib.curation.dedup import DedupConfig
 from synth_lib.curation.drift import evaluate_bounds, trend_markdown
-from synth_lib.curation.incremental import benchmark_digest, curate_shards
+from synth_lib.curation.incremental import benchmark_digest, curate_shards, fresh_staging
 from synth_lib.curation.quality import (
     CausalLMPerplexity,
     QualityThresholds,
@@ -42,6 +43,7 @@ from synth_lib.curation.stratify import plan_coverage, projection_png_markdown
 from synth_lib.engines.factory import resolve_model_dir
 from synth_lib.mix.shards import accepted_only, to_mix_schema
 from synth_lib.provenance.rollback import active_entries, drop_rolled_back, removed_by
+from synth_lib.provenance.schema import content_hash
 from synth_lib.reporting import counts_table, histogram_png_markdown
 from synth_lib.seeds.seed_dir import benchmark_dir_files
 from synth_lib.seeds.sharding import shard_sort_key
@@ -55,6 +57,7 @@ AFTER_NEW_SHARDS = (
     & ~dg.AutomationCondition.in_progress()
     & dg.AutomationCondition.all_deps_blocking_checks_passed()
 ).with_label("after new shards, upstream checks passed")
+PREVIEW_ROWS = 5
 TREND_METRICS = ("distinct_2_ratio", "kl_to_human", "length_mean_ratio", "anchor_coverage")
 
 
@@ -143,15 +146,16 @@ def _recorded_spec(context: dg.AssetCheckExecutionContext) -> dict:
     }
 
 
-def _write_rejects(storage: SynthStorage, rejected: list[pl.DataFrame]) -> tuple[int, str]:
-    """Removed rows with their failing verdict, replaced atomically on every run."""
-    frame = pl.concat([r.drop("_text") for r in rejected], how="vertical_relaxed")
+def _write_rejects(storage: SynthStorage, rejected: pl.LazyFrame) -> tuple[int, str]:
+    """Removed rows with their failing verdict, streamed from the staged shards and replaced
+    atomically on every run."""
     target = storage.stage_dir("curation_rejects")
     target.mkdir(parents=True, exist_ok=True)
     staging = target / f".rejected.{os.getpid()}.tmp"
-    frame.write_parquet(staging)
+    rejected.sink_parquet(staging)
     os.replace(staging, target / "rejected.parquet")
-    return frame.height, str(target / "rejected.parquet")
+    rows = pl.scan_parquet(target / "rejected.parquet").select(pl.len()).collect().item()
+    return rows, str(target / "rejected.parquet")
 
 
 def _drift_result(context: dg.AssetCheckExecutionContext, hard: bool) -> dg.AssetCheckResult:
@@ -179,7 +183,7 @@ def _drift_result(context: dg.AssetCheckExecutionContext, hard: bool) -> dg.Asse
 @dg.asset(
     group_name="curation",
     kinds={"polars"},
-    code_version="curation-2",
+    code_version="curation-3",
     deps=["rollbacks"],
     automation_condition=AFTER_NEW_SHARDS,
 )
@@ -192,7 +196,9 @@ def decontaminated_mix(
     """Every shard of the mix after decontamination, near-duplicate removal and anchors.
 
     Shard by shard, with persisted per-shard work (`synth_lib.curation.incremental`): a new
-    shard is scanned and hashed once and compared against the stored index of the others.
+    shard is scanned, hashed and embedded once and compared against the stored index of the
+    others. Each shard's curated rows are staged on disk and the value is a lazy scan of them,
+    which the IO manager streams into the asset's file: no step holds the whole mix.
     """
     index = benchmark_index(config.model_dump())
     settings = CurationSettings(
@@ -235,13 +241,14 @@ def decontaminated_mix(
         benchmark_digest(spec, config.benchmark_paths),
         settings,
         storage.stage_dir("curation_index"),
+        fresh_staging(storage.stage_dir("curation_staging"), context.run_id),
     )
-    if outcome.empty.height:
-        context.log.warning(f"{outcome.empty.height} mix rows have no text, prompt or response")
-    if (
-        outcome.anchors is None
-        and outcome.kept.get_column("stage").is_in(config.anchored_stages).any()
-    ):
+    if outcome.removed["has_text"]:
+        context.log.warning(
+            f"{outcome.removed['has_text']} mix rows have no text, prompt or response"
+        )
+    anchored_kept = outcome.kept.select(pl.col("stage").is_in(config.anchored_stages).any())
+    if outcome.anchors is None and anchored_kept.collect().item():
         context.log.warning("no human rows in the mix: anchor filtering skipped")
     anchors, metrics, out = outcome.anchors, outcome.drift, outcome.kept
     rejected_rows, rejected_path = _write_rejects(storage, outcome.rejected)
@@ -252,7 +259,7 @@ def decontaminated_mix(
         "rows_indexed_now": work["rows_indexed"],
         "shards_resigned_now": work["shards_resigned"],
         "removed_by_rollback": sum(rolled_back_rows.values()),
-        "rows_without_text": outcome.empty.height,
+        "rows_without_text": outcome.removed["has_text"],
         "flagged_by_benchmark": dg.MetadataValue.json(index.counts(outcome.matches)),
         "check_spec": dg.MetadataValue.json(
             {
@@ -273,12 +280,24 @@ def decontaminated_mix(
             trend_markdown([*_history(context), metrics], TREND_METRICS)
         ),
     }
-    metadata = frame_metadata(out, ["stage", "text", "id"], extra)
+    metadata = _streamed_metadata(out, ["stage", "text", "id"], extra)
+    # the IO manager streams the staged shards into the asset's file
     return dg.MaterializeResult(
         value=out,
         metadata=metadata,
         data_version=dg.DataVersion(str(metadata["content_hash"])),
     )
+
+
+def _streamed_metadata(
+    lazy: pl.LazyFrame, preview_columns: list[str], extra: dict
+) -> dict[str, Any]:
+    """`frame_metadata` of a lazy frame, reading only its ids and first rows."""
+    ids = lazy.select("id").collect()
+    metadata = frame_metadata(lazy.head(PREVIEW_ROWS).collect(), preview_columns, extra)
+    metadata["dagster/row_count"] = ids.height
+    metadata["content_hash"] = content_hash(ids) if ids.height else "empty"
+    return metadata
 
 
 def leak_check(frame: pl.DataFrame, index: BenchmarkIndex) -> dg.AssetCheckResult:

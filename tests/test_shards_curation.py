@@ -102,6 +102,15 @@ def _mix_shards(n_per_shard: int, shards: int) -> dict[str, pl.DataFrame]:
     return frames
 
 
+def _by_step(rejected: pl.DataFrame) -> dict[str, list[str]]:
+    """Removed ids per step (the name of each row's last, failing verdict)."""
+    steps = rejected.select("id", pl.col("verdicts").list.last().struct.field("name"))
+    return {
+        name: sorted(part["id"].to_list())
+        for (name,), part in steps.group_by("name", maintain_order=True)
+    }
+
+
 def test_curate_shards_equals_curate_mix_and_reuses_work(tmp_path):
     more = _mix_shards(120, 4)
     shards = dict(list(more.items())[:3])
@@ -116,14 +125,15 @@ def test_curate_shards_equals_curate_mix_and_reuses_work(tmp_path):
     )
     one_shot = curate_mix(pl.concat(list(shards.values())), index, settings)
     loaders = {name: (lambda f=frame: f) for name, frame in shards.items()}
-    outcome, work = curate_shards(loaders, index, "bench-1", settings, tmp_path)
-    assert outcome.kept["id"].to_list() == one_shot.kept["id"].to_list()
-    for mine, theirs in zip(outcome.rejected, one_shot.rejected, strict=True):
-        assert sorted(mine["id"].to_list()) == sorted(theirs["id"].to_list())
-    assert one_shot.leaked.height >= 1 and one_shot.duplicates.height > 0
+    outcome, work = curate_shards(loaders, index, "bench-1", settings, tmp_path, tmp_path / "a")
+    kept = outcome.kept.collect()
+    assert sorted(kept["id"].to_list()) == one_shot.kept["id"].to_list()
+    assert _by_step(outcome.rejected.collect()) == _by_step(one_shot.rejected)
+    assert outcome.removed == one_shot.removed
+    assert one_shot.removed["decontam"] >= 1 and one_shot.removed["dedup"] > 0
     assert work["shards_indexed"] == 3
     loaders = {name: (lambda f=frame: f) for name, frame in more.items()}
-    outcome, work = curate_shards(loaders, index, "bench-1", settings, tmp_path)
+    outcome, work = curate_shards(loaders, index, "bench-1", settings, tmp_path, tmp_path / "b")
     assert work["shards_indexed"] == 1, "only the new shard is hashed"
     one_shot = curate_mix(pl.concat(list(more.values())), index, settings)
-    assert outcome.kept["id"].to_list() == one_shot.kept["id"].to_list()
+    assert sorted(outcome.kept.collect()["id"].to_list()) == one_shot.kept["id"].to_list()

@@ -15,11 +15,14 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import polars as pl
 
 from synth_lib.curation.anchor_filter import nearest
 from synth_lib.curation.shingles import Tokens, ngram_hashes, tokenise, unique_counts
 
 Bounds = Mapping[str, Sequence[float | None]]
+# rows per side (synthetic, human) the text metrics of a curated mix are computed on
+DRIFT_SAMPLE_ROWS = 20_000
 
 
 def _truncate(tokens: Tokens, budget: int) -> Tokens:
@@ -65,12 +68,19 @@ def kl_divergence(synthetic: Tokens, human: Tokens, alpha: float = 0.5) -> float
     return float((p * np.log2(p / q)).sum())
 
 
+def covered_anchors(samples: np.ndarray, anchors: np.ndarray, min_cosine: float = 0.6) -> int:
+    """How many anchors have their nearest sample within the cosine radius."""
+    if not len(anchors) or not len(samples):
+        return 0
+    best, _ = nearest(anchors, samples)
+    return int((best >= min_cosine).sum())
+
+
 def anchor_coverage(samples: np.ndarray, anchors: np.ndarray, min_cosine: float = 0.6) -> float:
     """Share of anchors whose nearest sample is within the cosine radius."""
-    if not len(anchors) or not len(samples):
+    if not len(anchors):
         return 0.0
-    best, _ = nearest(anchors, samples)
-    return float((best >= min_cosine).mean())
+    return covered_anchors(samples, anchors, min_cosine) / len(anchors)
 
 
 def drift_metrics(
@@ -108,6 +118,42 @@ def drift_metrics(
     )
     if synthetic_vectors is not None and human_vectors is not None:
         coverage = anchor_coverage(synthetic_vectors, human_vectors, coverage_cosine)
+        metrics["anchor_coverage"] = round(coverage, 4)
+    return metrics
+
+
+class DriftSample:
+    """The `k` rows with the smallest ids among all rows added, shard by shard.
+
+    Ids are content hashes, so this is a uniform sample that does not depend on shard order
+    or shard boundaries, and memory stays at `k` texts however large the mix; a mix with at
+    most `k` rows on a side is measured whole.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k, self.seen = k, 0
+        self.rows = pl.DataFrame(schema={"id": pl.Utf8, "text": pl.Utf8})
+
+    def add(self, ids: pl.Series, texts: pl.Series) -> None:
+        self.seen += len(ids)
+        added = pl.DataFrame({"id": ids, "text": texts}, schema=self.rows.schema)
+        self.rows = pl.concat([self.rows, added]).sort("id").head(self.k)
+
+    def texts(self) -> list[str]:
+        """The sampled texts in id order (the metrics' token budget cuts in that order)."""
+        return self.rows.get_column("text").to_list()
+
+
+def sampled_drift_metrics(
+    synthetic: DriftSample, human: DriftSample, coverage: float | None
+) -> dict[str, float | int | None]:
+    """`drift_metrics` over the two samples; row counts are of every row added, and
+    `anchor_coverage` is the share given (summed exactly over shards, not sampled)."""
+    metrics = drift_metrics(synthetic.texts(), human.texts())
+    measured = {"synthetic_rows_measured": metrics["synthetic_rows"]}
+    measured["human_rows_measured"] = metrics["human_rows"]
+    metrics |= {"synthetic_rows": synthetic.seen, "human_rows": human.seen, **measured}
+    if coverage is not None and synthetic.seen and human.seen:
         metrics["anchor_coverage"] = round(coverage, 4)
     return metrics
 
