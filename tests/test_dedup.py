@@ -215,3 +215,22 @@ def test_connected_labels_match_scipy_components():
         members = np.flatnonzero(reference == component)
         assert (label[members] == members.min()).all()
     assert connected_labels(4, np.empty((0, 2), dtype=np.int64)).tolist() == [0, 1, 2, 3]
+
+
+def test_words_are_the_space_separated_runs_of_each_normalised_text():
+    import pyarrow as pa
+
+    from synth_lib.curation.shingles import _byte_string_hashes
+
+    rng = random.Random(2)
+    texts = ["", None, "  ", "a", " A  b ", "\tx\ny\r\n", "!!", "ab\u3000cd", "Été—été", "a\x00b"]
+    texts += [
+        "".join(rng.choice(" ab,.\t\nÉé—") for _ in range(rng.randrange(30))) for _ in range(200)
+    ]
+    for batch in (texts, texts[3:], pa.array(texts, pa.large_string()).slice(4, 50)):
+        tokens = tokenise(batch)
+        batch = batch.to_pylist() if isinstance(batch, pa.Array) else batch
+        for i, norm in enumerate(normalise(batch).to_pylist()):
+            words = [w for w in norm.split(" ") if w]
+            got = tokens.hashes[tokens.offsets[i] : tokens.offsets[i + 1]]
+            assert got.tolist() == _byte_string_hashes(pa.array(words, pa.large_string())).tolist()

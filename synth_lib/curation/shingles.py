@@ -85,25 +85,21 @@ def _arrow_texts(texts: Sequence[str | None] | pl.Series | pa.Array) -> pa.Large
     return pc.fill_null(arrow, "") if arrow.null_count else arrow
 
 
-def normalise(texts: Sequence[str | None] | pl.Series | pa.Array) -> pa.LargeStringArray:
-    """Lower-cased texts with punctuation turned into spaces (whitespace runs remain).
-
-    Unicode lower-casing, then one byte-table pass: ASCII punctuation and the Unicode
-    punctuation that real text uses (U+0080–U+00BF: no-break space, «», ¿…; U+2000–U+207F:
-    dashes, curly quotes, ellipsis) become spaces. Other non-ASCII characters are letters.
-    The table lower-cases ASCII letters itself, so all-ASCII text skips the Unicode pass.
-    """
+def _normalised(
+    texts: Sequence[str | None] | pl.Series | pa.Array,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised UTF-8 bytes of all texts and each text's [start, end) offsets in them."""
     arrow = _arrow_texts(texts)
     _, _, data = arrow.buffers()
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     ascii_only = not len(raw) or raw.max() < 0x80
     if not ascii_only:
         arrow = pc.utf8_lower(arrow)
-        _, _, data = arrow.buffers()
     _, offsets, data = arrow.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[arrow.offset : arrow.offset + len(arrow) + 1]
+    used = data.slice(bounds[0], bounds[-1] - bounds[0]).to_pybytes() if data is not None else b""
     # bytes.translate: one C pass, no index array as numpy's table lookup would build
-    mapped = bytearray(data.to_pybytes().translate(_ASCII_TABLE) if data is not None else b"")
-    out = np.frombuffer(mapped, dtype=np.uint8)
+    out = np.frombuffer(bytearray(used.translate(_ASCII_TABLE)), dtype=np.uint8)
     if not ascii_only:
         lead = np.flatnonzero(out >= 0xC2)  # non-ASCII lead bytes: few in most text
         lead = lead[out[lead] <= 0xE2]  # valid UTF-8: their continuation bytes follow
@@ -114,9 +110,40 @@ def normalise(texts: Sequence[str | None] | pl.Series | pa.Array) -> pa.LargeStr
             out[latin1 + k] = 32
         for k in range(3):
             out[general + k] = 32
+    return out, bounds - bounds[0]
+
+
+def normalise(texts: Sequence[str | None] | pl.Series | pa.Array) -> pa.LargeStringArray:
+    """Lower-cased texts with punctuation turned into spaces (whitespace runs remain).
+
+    Unicode lower-casing, then one byte-table pass: ASCII punctuation and the Unicode
+    punctuation that real text uses (U+0080–U+00BF: no-break space, «», ¿…; U+2000–U+207F:
+    dashes, curly quotes, ellipsis) become spaces. Other non-ASCII characters are letters.
+    The table lower-cases ASCII letters itself, so all-ASCII text skips the Unicode pass.
+    """
+    data, bounds = _normalised(texts)
     return pa.LargeStringArray.from_buffers(
-        len(arrow), offsets, pa.py_buffer(out), offset=arrow.offset
+        len(bounds) - 1, pa.py_buffer(np.ascontiguousarray(bounds)), pa.py_buffer(data)
     )
+
+
+def _words(data: np.ndarray, bounds: np.ndarray) -> tuple[pa.LargeStringArray, np.ndarray]:
+    """Every word (maximal run of non-space bytes inside one text) as one string array, and
+    each text's word count: the split is numpy over the bytes, not an Arrow list array."""
+    is_word = data != 32
+    begin, end = is_word.copy(), is_word.copy()
+    begin[1:] &= ~is_word[:-1]
+    end[:-1] &= ~is_word[1:]
+    filled = bounds[:-1] < bounds[1:]
+    first, last = bounds[:-1][filled], bounds[1:][filled] - 1
+    begin[first], end[last] = is_word[first], is_word[last]  # words stop at text edges
+    starts, ends = np.flatnonzero(begin), np.flatnonzero(end) + 1
+    offsets = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=offsets[1:])
+    words = pa.LargeStringArray.from_buffers(
+        len(starts), pa.py_buffer(offsets), pa.py_buffer(data[is_word])
+    )
+    return words, np.diff(np.searchsorted(starts, bounds))
 
 
 def _byte_string_hashes(words: pa.Array) -> np.ndarray:
@@ -156,15 +183,7 @@ def tokenise(texts: Sequence[str | None] | pl.Series | pa.Array, *, stable: bool
     `stable=False` uses Polars' own hash, a little faster but only stable within one Polars
     version: fine when both sides of a comparison are hashed in the same process.
     """
-    trimmed = pc.ascii_trim_whitespace(normalise(texts))
-    words = pc.ascii_split_whitespace(trimmed)
-    lengths = _int_values(pc.list_value_length(words)).astype(np.int64)
-    text_offsets = np.frombuffer(trimmed.buffers()[1], dtype=np.int64)
-    blank = np.diff(text_offsets[trimmed.offset : trimmed.offset + len(trimmed) + 1]) == 0
-    lengths[blank] = 0  # splitting "" gives [""]: no words
-    flat = pc.list_flatten(words)
-    if blank.any():
-        flat = flat.filter(pc.not_equal(flat, ""))
+    flat, lengths = _words(*_normalised(texts))
     if stable:
         encoded = pc.dictionary_encode(flat)
         indices = _int_values(encoded.indices)
