@@ -19,7 +19,14 @@ from synth_lib.curation.dedup import (
     sketch_chunks,
     sketch_texts,
 )
-from synth_lib.curation.shingles import ngram_hashes, normalise, text_keys, tokenise
+from synth_lib.curation.shingles import (
+    HASH_MUL,
+    mix64,
+    ngram_hashes,
+    normalise,
+    text_keys,
+    tokenise,
+)
 
 
 def _passages(count: int, words: int = 120) -> list[str]:
@@ -183,10 +190,14 @@ def test_chunked_sketches_equal_one_pass_across_chunks():
     assert got.stats()["exact_duplicates"] == 6 and got.stats()["near_duplicates"] == 3
 
 
-def test_bucket_pairs_pair_small_buckets_and_chain_huge_ones_in_index_order():
+@pytest.mark.parametrize("spread", [False, True])
+def test_bucket_pairs_pair_small_buckets_and_chain_huge_ones_in_index_order(spread):
+    """Small keys share their high bits (the exact regrouping path); spread keys do not."""
     rng = np.random.default_rng(3)
     keys = rng.integers(0, 40, size=400).astype(np.uint64)
     keys[rng.choice(400, 90, replace=False)] = 999  # one bucket over the all-pairs limit
+    if spread:
+        keys = mix64(keys * HASH_MUL + np.uint64(7))
     got = {tuple(p) for p in _bucket_pairs(keys).tolist()}
     expected = set()
     for key in np.unique(keys).tolist():

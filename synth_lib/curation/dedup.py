@@ -148,20 +148,28 @@ def minhash_signatures(
 def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
     """Index pairs (i < j) that share a key; huge buckets are chained instead of all-paired.
 
-    Members of a bucket are taken in index order (as a stable sort gives them); only the
-    few keys that repeat are sorted stably. Buckets of one size are paired together."""
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
-    same = sorted_keys[1:] == sorted_keys[:-1]
+    Members of a bucket are taken in index order. Each key's low bits are replaced by its
+    index and the result sorted by value (much faster than a stable argsort): equal keys
+    end up adjacent in index order; the rare keys that only share their high bits are
+    regrouped exactly. Buckets of one size are paired together."""
+    bits = max(int(len(keys) - 1).bit_length(), 1)
+    low = np.uint64((1 << bits) - 1)
+    packed = np.sort((keys & ~low) | np.arange(len(keys), dtype=np.uint64))
+    high = packed & ~low
+    same = high[1:] == high[:-1]
     if not same.any():
         return np.empty((0, 2), dtype=np.int64)
     in_bucket = np.zeros(len(keys), dtype=bool)
     in_bucket[1:] |= same
     in_bucket[:-1] |= same
-    order, sorted_keys = order[in_bucket], sorted_keys[in_bucket]
-    within = np.lexsort((order, sorted_keys))
-    order, sorted_keys = order[within], sorted_keys[within]
+    order = (packed[in_bucket] & low).astype(np.int64)
+    sorted_keys = keys[order]
     same = sorted_keys[1:] == sorted_keys[:-1]
+    high = high[in_bucket]
+    if not np.array_equal(same, high[1:] == high[:-1]):
+        within = np.lexsort((order, sorted_keys))
+        order, sorted_keys = order[within], sorted_keys[within]
+        same = sorted_keys[1:] == sorted_keys[:-1]
     edges = np.diff(np.concatenate([[False], same, [False]]).astype(np.int8))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     sizes = ends - starts + 1
