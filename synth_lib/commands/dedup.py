@@ -101,7 +101,7 @@ def _read_jsonl(path: Path, text_column: str, keep: Sequence[str]) -> Table:
     if rows and rows[0].startswith(_BOM):
         rows[0] = rows[0][len(_BOM) :]
     for line_no, raw in enumerate(rows, start=1):
-        if not raw.strip():
+        if raw.isspace():
             continue
         try:
             record = json.loads(raw.decode("utf-8"))
@@ -147,14 +147,17 @@ def _json_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _appended_lines(lines: list[bytes], added: dict[str, list[Any]]) -> Iterator[bytes]:
-    """Each JSON object line with the added fields spliced in before its closing brace."""
+def _appended_lines(
+    lines: list[bytes], added: dict[str, list[Any]]
+) -> Iterator[bytes | memoryview]:
+    """Each JSON object line up to its closing brace (not copied), then the added fields."""
     fields = [
         [f", {encode_basestring(name)}: {value}" for value in map(_json_value, values)]
         for name, values in added.items()
     ]
     for raw, *parts in zip(lines, *fields, strict=True):
-        yield raw.rstrip()[:-1] + "".join(parts).encode() + b"}\n"
+        yield memoryview(raw)[: raw.rindex(b"}")]
+        yield ("".join(parts) + "}\n").encode()
 
 
 def write_table(table: Table, out: Path, added: dict[str, list[Any]]) -> None:
