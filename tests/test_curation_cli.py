@@ -196,3 +196,16 @@ def test_cli_help_still_lists_every_command(capsys):
         main(["--help"])
     listed = capsys.readouterr().out
     assert all(name in listed for name in ("lineage", *FEATURE_COMMANDS))
+
+
+def test_jsonl_values_only_the_standard_library_reads_exactly_are_kept(tmp_path, capsys):
+    """NaN and integers past 64 bits: orjson refuses the one and rounds the other."""
+    infile = tmp_path / "in.jsonl"
+    infile.write_text(
+        '{"id": 123456789012345678901234567890, "text": ' + json.dumps(OTHER) + "}\n"
+        '{"id": 7, "text": ' + json.dumps(PASSAGE) + ', "x": NaN}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    assert run("dedup", str(infile), str(out)) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["cluster_id"] for r in rows] == ["123456789012345678901234567890", "7"]
