@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,15 +103,39 @@ def _loads(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"))
 
 
+def _read_jsonl_fast(
+    path: Path, rows: list[bytes], text_column: str, keep: Sequence[str]
+) -> Table | None:
+    """All rows parsed at once by orjson, or None when any row needs `_read_jsonl`: a parse
+    error or a missing/non-string text (to locate it), or a float where orjson may have
+    rounded an integer past 64 bits."""
+    lines = [raw for raw in rows if not raw.isspace()]
+    try:
+        records = [orjson.loads(raw) for raw in lines]
+        texts = [record.get(text_column) for record in records]
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not all(type(text) is str for text in texts):
+        return None
+    kept = {name: [record.get(name) for record in records] for name in keep}
+    if any(float in map(type, values) for values in kept.values()):
+        return None
+    columns = list(dict.fromkeys(chain.from_iterable(records)))
+    return Table(path, texts, lines=lines, columns=columns, kept=kept)
+
+
 def _read_jsonl(path: Path, text_column: str, keep: Sequence[str]) -> Table:
-    lines: list[bytes] = []
-    texts: list[str] = []
-    kept: dict[str, list[Any]] = {name: [] for name in keep}
-    columns: dict[str, None] = {}
     with path.open("rb") as handle:
         rows = list(handle)
     if rows and rows[0].startswith(_BOM):
         rows[0] = rows[0][len(_BOM) :]
+    fast = _read_jsonl_fast(path, rows, text_column, keep)
+    if fast is not None:
+        return fast
+    lines: list[bytes] = []
+    texts: list[str] = []
+    kept: dict[str, list[Any]] = {name: [] for name in keep}
+    columns: dict[str, None] = {}
     for line_no, raw in enumerate(rows, start=1):
         if raw.isspace():
             continue
@@ -126,12 +151,12 @@ def _read_jsonl(path: Path, text_column: str, keep: Sequence[str]) -> Table:
                 raise InputError(path, f"missing field {text_column!r}", line_no)
             got = type(text).__name__
             raise InputError(path, f"field {text_column!r} must be a string, got {got}", line_no)
-        lines.append(raw)
-        texts.append(text)
         values = [record.get(name) for name in keep]
         if float in map(type, values):  # maybe an integer past 64 bits, which orjson rounds
             record = json.loads(raw.decode("utf-8"))
             values = [record.get(name) for name in keep]
+        lines.append(raw)
+        texts.append(text)
         for column, value in zip(kept.values(), values, strict=True):
             column.append(value)
         if record.keys() != columns.keys():
