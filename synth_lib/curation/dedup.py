@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _MAX_ALL_PAIRS_BUCKET = 64
-_VERIFY_CHUNK = 200_000
+_VERIFY_CHUNK = 8192  # candidate pairs compared at a time: a few MB, reused
+_BAND_BLOCK = 16384  # rows band-hashed at a time
 CHUNK_ROWS = 2048  # rows sketched at a time: buffers of a few MB, reused chunk after chunk
 
 
@@ -154,9 +155,10 @@ def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
     regrouped exactly. Buckets of one size are paired together."""
     bits = max(int(len(keys) - 1).bit_length(), 1)
     low = np.uint64((1 << bits) - 1)
-    packed = np.sort((keys & ~low) | np.arange(len(keys), dtype=np.uint64))
-    high = packed & ~low
-    same = high[1:] == high[:-1]
+    packed = keys & ~low
+    packed |= np.arange(len(keys), dtype=np.uint64)
+    packed.sort()
+    same = (packed[1:] ^ packed[:-1]) <= low  # equal high bits
     if not same.any():
         return np.empty((0, 2), dtype=np.int64)
     in_bucket = np.zeros(len(keys), dtype=bool)
@@ -165,10 +167,13 @@ def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
     order = (packed[in_bucket] & low).astype(np.int64)
     sorted_keys = keys[order]
     same = sorted_keys[1:] == sorted_keys[:-1]
-    high = high[in_bucket]
-    if not np.array_equal(same, high[1:] == high[:-1]):
-        within = np.lexsort((order, sorted_keys))
-        order, sorted_keys = order[within], sorted_keys[within]
+    high = packed[in_bucket] & ~low
+    mixed = np.flatnonzero(same != (high[1:] == high[:-1]))
+    if len(mixed):  # high-bit groups holding several keys: sort those by key, then index
+        group = np.cumsum(np.concatenate([[True], high[1:] != high[:-1]])) - 1
+        redo = np.flatnonzero(np.isin(group, group[mixed]))
+        within = redo[np.lexsort((order[redo], sorted_keys[redo], group[redo]))]
+        order[redo], sorted_keys[redo] = order[within], sorted_keys[within]
         same = sorted_keys[1:] == sorted_keys[:-1]
     edges = np.diff(np.concatenate([[False], same, [False]]).astype(np.int8))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
@@ -188,10 +193,15 @@ def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
 def lsh_candidates(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Unique pairs of rows that agree on all `rows` values of at least one band."""
     n = len(signatures)
-    key = np.broadcast_to(np.arange(1, bands + 1, dtype=np.uint64), (n, bands))
-    for col in range(rows):  # band b's col-th value is signature column b * rows + col
-        key = mix64(key * HASH_MUL + signatures[:, col : bands * rows : rows].astype(np.uint64))
-    found = _bucket_pairs(key.T.ravel()) % n if n else np.empty((0, 2), dtype=np.int64)
+    keys = np.empty((bands, n), dtype=np.uint64)  # band-major, as the buckets are read
+    seeds = np.arange(1, bands + 1, dtype=np.uint64)
+    for start in range(0, n, _BAND_BLOCK):  # blocks of rows: small temporaries, no page faults
+        block = signatures[start : start + _BAND_BLOCK]
+        key = np.broadcast_to(seeds, (len(block), bands))
+        for col in range(rows):  # band b's col-th value is signature column b * rows + col
+            key = mix64(key * HASH_MUL + block[:, col : bands * rows : rows].astype(np.uint64))
+        keys[:, start : start + len(block)] = key.T
+    found = _bucket_pairs(keys.ravel()) % n if n else np.empty((0, 2), dtype=np.int64)
     found = np.sort(found, axis=1)
     codes, _ = unique_counts(found[:, 0] * n + found[:, 1])
     return np.stack(np.divmod(codes, n), axis=1)
