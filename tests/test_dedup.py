@@ -190,14 +190,18 @@ def test_chunked_sketches_equal_one_pass_across_chunks():
     assert got.stats()["exact_duplicates"] == 6 and got.stats()["near_duplicates"] == 3
 
 
-@pytest.mark.parametrize("spread", [False, True])
+@pytest.mark.parametrize("spread", ["small", "spread", "partly"])
 def test_bucket_pairs_pair_small_buckets_and_chain_huge_ones_in_index_order(spread):
-    """Small keys share their high bits (the exact regrouping path); spread keys do not."""
+    """Small keys share their high bits (the exact regrouping path), spread keys do not,
+    and `partly` has a few keys that differ from others in their low bits only."""
     rng = np.random.default_rng(3)
     keys = rng.integers(0, 40, size=400).astype(np.uint64)
     keys[rng.choice(400, 90, replace=False)] = 999  # one bucket over the all-pairs limit
-    if spread:
+    if spread != "small":
         keys = mix64(keys * HASH_MUL + np.uint64(7))
+    if spread == "partly":
+        near = rng.choice(400, 30, replace=False)
+        keys[near] ^= np.uint64(1)
     got = {tuple(p) for p in _bucket_pairs(keys).tolist()}
     expected = set()
     for key in np.unique(keys).tolist():
