@@ -37,6 +37,15 @@ def _model_metadata(
     }
 
 
+def _with_verdict(frame: pl.DataFrame, name: str) -> int:
+    """Rows of `frame` carrying a verdict called `name`."""
+    if not frame.height:
+        return 0
+    return frame.filter(
+        pl.col("verdicts").list.eval(pl.element().struct.field("name") == name).list.any()
+    ).height
+
+
 def _hashes(*names: str) -> dg.MetadataValue:
     return dg.MetadataValue.json({name: load_template(name).hash for name in names})
 
@@ -100,6 +109,12 @@ class CotConfig(dg.Config):
     max_tokens: int = Field(default=160, description="Completion budget; hitting it = truncated.")
     rationalize: bool = Field(default=True, description="STaR rationalization for unsolved.")
     min_rationale_words: int = Field(default=8, description="Shortest acceptable rationale.")
+    force_answer: bool = Field(
+        default=True,
+        description="A finished sample stating no final answer gets one answer-only request; "
+        "the answer is verified like any other, and the row gets an `answer_forced` verdict.",
+    )
+    force_max_tokens: int = Field(default=12, description="Budget of the answer-only request.")
     judge_scoring: bool = Field(
         default=True, description="Score kept traces with the constitution judge."
     )
@@ -153,6 +168,7 @@ def cot_traces(
         rationalize=config.rationalize,
         base_seed=config.seed,
         min_rationale_words=config.min_rationale_words,
+        forcing=cot.AnswerForcing(config.force_max_tokens) if config.force_answer else None,
     )
     scorer = judge.Judge(
         cached, sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens), seed=config.seed
@@ -177,6 +193,7 @@ def cot_traces(
         **_model_metadata(cached, engine, accepted.height, elapsed),
         **cot.cot_summary(problems, outcome, config.k),
         "rationalized_rows": int(accepted["rationalized"].sum()) if accepted.height else 0,
+        "answer_forced_rows": _with_verdict(accepted, "answer_forced"),
         "pass_rate_by_task": dg.MetadataValue.md(
             markdown_table(cot.pass_table(problems, outcome, config.k))
         ),

@@ -25,6 +25,8 @@ _ANSWER_IS = re.compile(
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?$")
 _TEXT_WRAPPER = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}")
+_RESULT = re.compile(r"=\s*([-+]?\$?\d[\d,]*(?:\.\d+)?)\s*\.?\s*$")  # '2 + 9 = 11': 11
+_SINGLE_WORD = re.compile(r"[^\W_][\w.\-]*")
 _ALTERNATIVES = re.compile(r"\s+(?:or|and/or)\s+", re.IGNORECASE)
 
 
@@ -68,6 +70,25 @@ def extract_answer(text: str | None) -> str | None:
         return None
     answer = normalize_answer(max(candidates)[1])
     return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
+
+
+def forced_answer(reply: str | None) -> str | None:
+    """The answer in a reply to "state the final answer" (its first line only), or None.
+
+    A marked answer ('#### 7', 'The answer is 7') counts, and so does a bare one, or the
+    number a one-line calculation ends in ('2 + 9 = 11'); either way it must be a number
+    or a single word, since the request asked for nothing else. Prose is not an answer,
+    and no number is guessed out of it.
+    """
+    line = (reply or "").strip().split("\n")[0]
+    result = _RESULT.search(line)
+    answer = extract_answer(line) or normalize_answer(result.group(1) if result else line)
+    answer = answer.strip(" \"'`")
+    if len(answer) > MAX_ANSWER_CHARS:
+        return None
+    if _as_fraction(answer) is not None or _SINGLE_WORD.fullmatch(answer):
+        return answer
+    return None
 
 
 def stated_answers(text: str | None) -> list[str]:

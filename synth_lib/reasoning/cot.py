@@ -4,6 +4,12 @@ Problems no sample solves get one STaR rationalization (Zelikman et al., 2022): 
 sees the gold answer as a hint and must derive it. Such rows keep the hint-free prompt
 (training teaches question -> rationale), are marked `rationalized` in the payload and by
 a verdict of that name, and must still reach the gold answer without echoing the hint.
+
+Answer forcing: a sample that finishes without stating a final answer gets one short
+answer-only request (question + its own solution, "reply with the answer only"; the
+two-stage answer extraction of Kojima et al., 2022). The reply is appended as '#### x' and
+verified like any answer, so a wrong one is still rejected; such rows carry an
+`answer_forced` verdict so they can be filtered out.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -20,12 +26,13 @@ from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, 
 from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import Template, load_template
 from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
-from synth_lib.reasoning.answers import extract_answer, hedged
+from synth_lib.reasoning.answers import extract_answer, forced_answer, hedged
 from synth_lib.reasoning.seeding import stable_seed
 from synth_lib.reasoning.tasks import Problem, check_answer
 
 STAGE = "cot_traces"
-TEMPLATES = ("reasoning_cot", "reasoning_rationalize")
+FORCE_TEMPLATE = "reasoning_force_answer"
+TEMPLATES = ("reasoning_cot", "reasoning_rationalize", FORCE_TEMPLATE)
 PAYLOAD_SCHEMA: dict[str, pl.DataType] = {
     "prompt": pl.Utf8(),
     "response": pl.Utf8(),
@@ -61,6 +68,25 @@ class CotOutcome:
     correct_samples: Counter[str] = field(default_factory=Counter)
     rationalization_attempts: int = 0
     rationalized: int = 0
+    forced_attempts: int = 0
+    forced_answers: int = 0
+    forced_correct: int = 0
+
+
+@dataclass(frozen=True)
+class AnswerForcing:
+    """How a finished sample without a final answer is asked for one.
+
+    The engines take a user prompt, not a partial assistant turn, so the model is shown its
+    own solution and asked for the answer alone: greedy, one line, a few tokens.
+    """
+
+    max_tokens: int = 12
+    temperature: float = 0.0
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(self.temperature, 1.0, self.max_tokens, stop=("\n",))
 
 
 def _rationale_verdict(text: str, min_words: int) -> Verdict:
@@ -85,6 +111,7 @@ def _trace_row(
     sample_index: int,
     rationalized: bool,
     min_rationale_words: int,
+    forced: GenerationResult | None = None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(row, None) for a checked sample, or (None, reason) when the output is unusable."""
     generation = generation_verdict(result)
@@ -98,6 +125,9 @@ def _trace_row(
         Verdict(checker, ok, score, f"predicted={predicted!r} gold={problem.gold!r}"),
     ]
     reason = None if ok else ("no_final_answer" if predicted is None else "wrong_answer")
+    if forced is not None:
+        reply = forced.text.strip()[:80]
+        verdicts.append(Verdict("answer_forced", True, None, f"answer-only request: {reply!r}"))
     hedge = hedged(result.text)
     if hedge is not None:  # two different answers: scoring the last would reward hedging
         verdicts.append(Verdict("single_final_answer", False, None, hedge))
@@ -146,8 +176,10 @@ def solve(
     rationalize: bool = True,
     base_seed: int = 0,
     min_rationale_words: int = 8,
+    forcing: AnswerForcing | None = None,
 ) -> CotOutcome:
-    """K samples per problem in one batch, then one rationalization batch for the unsolved.
+    """K samples per problem in one batch, then one rationalization batch for the unsolved;
+    with `forcing`, one answer-only batch after each for the samples that state no answer.
 
     Pass rates count every sample; rows keep one copy of each distinct response."""
     sampling = sampling or SamplingParams(temperature=0.8, max_tokens=256)
@@ -168,9 +200,11 @@ def solve(
     ]
     outcome = CotOutcome()
     results = engine.generate([request for _, _, request in planned])
+    attempts = [(p, r, res) for (p, _, r), res in zip(planned, results, strict=True)]
+    forced = _force_answers(attempts, engine, forcing, outcome)
     seen: set[tuple[str, str]] = set()
     common = {"identity": engine.identity, "ctx": ctx, "min_rationale_words": min_rationale_words}
-    for (problem, index, request), result in zip(planned, results, strict=True):
+    for (problem, index, request), (result, reply) in zip(planned, forced, strict=True):
         row, reason = _trace_row(
             problem,
             result,
@@ -178,12 +212,14 @@ def solve(
             template=cot,
             sample_index=index,
             rationalized=False,
+            forced=reply,
             **common,
         )
         if row is None:
             outcome.drops[f"sample_{reason}"] += 1
             continue
         outcome.correct_samples[problem.id] += row["correct"]
+        outcome.forced_correct += reply is not None and row["correct"]
         if (problem.id, row["response"]) in seen:
             outcome.drops["duplicate_response"] += 1
         elif row["correct"]:
@@ -194,8 +230,58 @@ def solve(
         seen.add((problem.id, row["response"]))
     if rationalize:
         unsolved = [p for p in problems if outcome.correct_samples[p.id] == 0]
-        _rationalize(unsolved, engine, outcome, sampling, base_seed, k, common)
+        _rationalize(unsolved, engine, outcome, sampling, base_seed, k, common, forcing)
     return outcome
+
+
+def _force_answers(
+    attempts: Sequence[tuple[Problem, GenerationRequest, GenerationResult]],
+    engine: Engine,
+    forcing: AnswerForcing | None,
+    outcome: CotOutcome,
+) -> list[tuple[GenerationResult, GenerationResult | None]]:
+    """Each result with the answer-only reply that completed it (None: not forced).
+
+    Only finished samples are forced: a truncated one stopped mid-thought, and appending an
+    answer to it would teach cutting reasoning short. A reply without a usable answer
+    (prose, an unfinished calculation, a cut-off reply) leaves the sample as it was."""
+    out: list[tuple[GenerationResult, GenerationResult | None]] = [(r, None) for *_, r in attempts]
+    if forcing is None:
+        return out
+    todo = [
+        i
+        for i, (_, _, result) in enumerate(attempts)
+        if generation_verdict(result).passed and extract_answer(result.text) is None
+    ]
+    if not todo:
+        return out
+    template = load_template(FORCE_TEMPLATE)
+    requests = [
+        GenerationRequest(
+            request_id=f"{attempts[i][1].request_id}:force",
+            prompt=template.render(
+                question=attempts[i][0].question, solution=attempts[i][2].text.strip()
+            ),
+            sampling=forcing.sampling,
+            seed=attempts[i][1].seed,
+        )
+        for i in todo
+    ]
+    outcome.forced_attempts += len(requests)
+    for i, reply in zip(todo, engine.generate(requests), strict=True):
+        answer = forced_answer(reply.text) if generation_verdict(reply).passed else None
+        if answer is None:
+            continue
+        sample = attempts[i][2]
+        merged = replace(
+            sample,
+            text=f"{sample.text.rstrip()}\n#### {answer}",
+            prompt_tokens=sample.prompt_tokens + reply.prompt_tokens,
+            completion_tokens=sample.completion_tokens + reply.completion_tokens,
+        )
+        out[i] = (merged, reply)
+        outcome.forced_answers += 1
+    return out
 
 
 def _rationalize(
@@ -206,6 +292,7 @@ def _rationalize(
     base_seed: int,
     k: int,
     common: dict[str, Any],
+    forcing: AnswerForcing | None,
 ) -> None:
     template = load_template("reasoning_rationalize")
     requests = [
@@ -218,7 +305,9 @@ def _rationalize(
         for p in problems
     ]
     outcome.rationalization_attempts += len(requests)
-    for problem, request, result in zip(problems, requests, engine.generate(requests), strict=True):
+    attempts = list(zip(problems, requests, engine.generate(requests), strict=True))
+    forced = _force_answers(attempts, engine, forcing, outcome)
+    for (problem, request, _), (result, reply) in zip(attempts, forced, strict=True):
         row, reason = _trace_row(
             problem,
             result,
@@ -226,6 +315,7 @@ def _rationalize(
             template=template,
             sample_index=k,
             rationalized=True,
+            forced=reply,
             **common,
         )
         if row is not None and row["correct"]:
@@ -273,4 +363,7 @@ def cot_summary(problems: Sequence[Problem], outcome: CotOutcome, k: int) -> dic
         "rationalization_attempts": attempts,
         "rationalized": outcome.rationalized,
         "rationalization_yield": round(outcome.rationalized / attempts, 4) if attempts else 0.0,
+        "forced_attempts": outcome.forced_attempts,
+        "forced_answers": outcome.forced_answers,
+        "forced_correct_samples": outcome.forced_correct,
     }
