@@ -213,6 +213,11 @@ def test_bucket_pairs_pair_small_buckets_and_chain_huge_ones_in_index_order(spre
     assert got == expected
 
 
+def test_bucket_pairs_of_keys_that_share_only_high_bits_are_none():
+    keys = np.array([1 << 40, (1 << 40) + 1, 5 << 50], dtype=np.uint64)
+    assert _bucket_pairs(keys).shape == (0, 2)
+
+
 def test_connected_labels_match_scipy_components():
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components

@@ -186,7 +186,7 @@ def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
     for start, size in zip(starts[huge].tolist(), sizes[huge].tolist(), strict=True):
         members = order[start : start + size]
         pairs.append(np.stack([members[:-1], members[1:]], axis=1))
-    return np.concatenate(pairs)
+    return np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
 
 
 def lsh_candidates(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
