@@ -8,7 +8,8 @@ each) and a few benchmark leaks per shard.
 `run` curates them as the asset does: `curate_shards` over per-shard loaders (each a
 Parquet read), then the rejects and the kept rows streamed to their files through
 `PolarsParquetIOManager.handle_output`. It runs twice over the same index: cold (every shard
-scanned, hashed, embedded) and warm (all cached, the second pass only). The embedder is a
+scanned, hashed, embedded) and warm (all cached, the second pass only); `--home` reuses
+the index of an earlier run, so both runs are warm in a fresh process. The embedder is a
 hashed bag of words (`--embedder bow`, vectorised, no model) by default; `minilm` is the
 model the asset uses, which is far slower on CPU (`rate` times it). Peak RSS of each phase
 comes from a psutil sampler (50 ms), the process's from rusage.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import resource
 import tempfile
 import threading
@@ -172,7 +174,7 @@ def bag_of_words(texts: list[str]) -> np.ndarray:
     return out
 
 
-def run(shards_dir: Path, embedder_name: str) -> None:
+def run(shards_dir: Path, embedder_name: str, home: Path | None) -> None:
     import dagster as dg
 
     from resources.parquet_io import PolarsParquetIOManager
@@ -199,14 +201,23 @@ def run(shards_dir: Path, embedder_name: str) -> None:
         coverage_cosine=0.6,
     )
     embedder = MiniLMEmbedder() if embedder_name == "minilm" else bag_of_words
-    loaders = {f.stem: (lambda f=f: pl.scan_parquet(f).collect()) for f in files}
-    home = Path(tempfile.mkdtemp(prefix="curation-scale-"))
+    loads: list[tuple[float, str]] = []  # when each shard was loaded: the phase timeline
+
+    def loader(path: Path):
+        def load() -> pl.DataFrame:
+            loads.append((time.time(), path.stem))
+            return pl.scan_parquet(path).collect()
+
+        return load
+
+    loaders = {f.stem: loader(f) for f in files}
+    home = home or Path(tempfile.mkdtemp(prefix="curation-scale-"))
     io = PolarsParquetIOManager(base_dir=str(home / "data"))
     sampler = Sampler()
     sampler.start()
     rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
     print(f"rows={rows} shards={len(files)} embedder={embedder_name} home={home}")
-    for label in ("cold", "warm"):
+    for label in ("run 1", "run 2"):
         t0 = time.time()
         outcome, work = curate_shards(
             loaders,
@@ -218,6 +229,8 @@ def run(shards_dir: Path, embedder_name: str) -> None:
             embedder,
         )
         t1 = time.time()
+        _timeline(sampler, [t for t, _ in loads] + [t1], len(files))
+        loads.clear()
         outcome.rejected.sink_parquet(home / "rejected.parquet")
         context = dg.build_output_context(asset_key=dg.AssetKey("decontaminated_mix"))
         io.handle_output(context, outcome.kept)
@@ -235,6 +248,15 @@ def run(shards_dir: Path, embedder_name: str) -> None:
     print(f"drift {drift}, anchor_coverage {outcome.drift.get('anchor_coverage')}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS {peak:.0f} MiB")
+
+
+def _timeline(sampler: Sampler, marks: list[float], shards: int) -> None:
+    """Peak RSS between successive shard loads: first pass (scan + band store add), then
+    the second pass (steps, anchor window, staging); the last window of each pass also
+    holds what follows it (`store.result()` after the first)."""
+    peaks = [f"{sampler.peak_mib(a, b):.0f}" for a, b in itertools.pairwise(marks)]
+    print(f"  pass 1 peaks per shard (MiB): {' '.join(peaks[:shards])}")
+    print(f"  pass 2 peaks per shard (MiB): {' '.join(peaks[shards:])}", flush=True)
 
 
 def rate(texts: int) -> None:
@@ -260,13 +282,14 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--shards-dir", type=Path, required=True)
     r.add_argument("--embedder", choices=["bow", "minilm"], default="bow")
+    r.add_argument("--home", type=Path, help="reuse this folder's index (default: a new one)")
     t = sub.add_parser("rate")
     t.add_argument("--texts", type=int, default=2000)
     args = parser.parse_args()
     if args.command == "build":
         build(args.rows, args.shards, args.out)
     elif args.command == "run":
-        run(args.shards_dir, args.embedder)
+        run(args.shards_dir, args.embedder, args.home)
     else:
         rate(args.texts)
 

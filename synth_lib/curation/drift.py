@@ -136,8 +136,9 @@ class DriftSample:
 
     def add(self, ids: pl.Series, texts: pl.Series) -> None:
         self.seen += len(ids)
-        added = pl.DataFrame({"id": ids, "text": texts}, schema=self.rows.schema)
-        self.rows = pl.concat([self.rows, added]).sort("id").head(self.k)
+        rows = pl.concat([self.rows, pl.DataFrame({"id": ids, "text": texts})]).sort("id")
+        # copied out: a slice of polars strings keeps the whole shard's text buffers alive
+        self.rows = pl.DataFrame(rows.head(self.k).to_dict(as_series=False), self.rows.schema)
 
     def texts(self) -> list[str]:
         """The sampled texts in id order (the metrics' token budget cuts in that order)."""
