@@ -114,9 +114,12 @@ def run_variant(
     k: int,
     sampling: SamplingParams,
     forcing: cot.AnswerForcing | None,
+    seed: int = 0,
 ) -> dict:
     engine.reset()
-    outcome = cot.solve(problems, engine, CTX, k=k, sampling=sampling, forcing=forcing)
+    outcome = cot.solve(
+        problems, engine, CTX, k=k, sampling=sampling, forcing=forcing, base_seed=seed
+    )
     replies = {
         req.request_id.removesuffix(":force"): res
         for req, res in engine.results
@@ -170,6 +173,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="base sampling seed")
     parser.add_argument("--variants", default="off,force,stop,stop+force")
     parser.add_argument(
         "--memo", type=Path, help="JSON file of answers kept between invocations (a cache)"
@@ -190,7 +194,8 @@ def main() -> None:
     for name in args.variants.split(","):
         sampling, forcing = variants[name]
         print(
-            json.dumps(run_variant(name, problems, engine, args.k, sampling, forcing)), flush=True
+            json.dumps(run_variant(name, problems, engine, args.k, sampling, forcing, args.seed)),
+            flush=True,
         )
         engine.save()
 
