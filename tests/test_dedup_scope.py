@@ -6,9 +6,7 @@ import polars as pl
 from synth_lib.curation.dedup import DedupConfig
 from synth_lib.curation.steps import near_duplicates
 
-VERDICT = pl.Struct(
-    {"name": pl.Utf8, "passed": pl.Boolean, "score": pl.Float64, "reason": pl.Utf8}
-)
+VERDICT = pl.Struct({"name": pl.Utf8, "passed": pl.Boolean, "score": pl.Float64, "reason": pl.Utf8})
 PROMPT = "What is the greatest common divisor of 84 and 36? Think step by step."
 ANSWER = "84 = 2 * 36 + 12 and 36 = 3 * 12, so the greatest common divisor is 12. Answer: 12"
 
