@@ -7,8 +7,10 @@ reaches their shingles.
 """
 
 import random
+from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from synth_lib.curation.band_store import BandStore
@@ -197,3 +199,33 @@ def test_dropping_shards_recounts_the_stop_list(tmp_path):
     ids, expected = _one_shot(shards, ["s0", "s4"])
     _assert_same(store, ids, expected)
     assert store.retain(["s0", "s4"]) == ()
+
+
+@pytest.mark.parametrize("order", [["s0", "s4", "s1", "s2", "s3"], ["s0", "s2", "s3", "s1"]])
+def test_a_df_table_split_into_four_buckets_gives_the_one_shot_result(tmp_path, order):
+    """Each change merges and scans the df table one bucket at a time: with 4 buckets every
+    bucket holds part of the table and of the stop list, adds, re-signing and drops included."""
+    shards = _shards()
+    store = BandStore(tmp_path, CONFIG, df_buckets=4)
+    stats = [store.add(s, *shards[s]) for s in order]
+    # a shard with no shingles merges into no bucket: the stop list is still read from all
+    stats.append(store.add("empty", [], [], []))
+    ids, expected = _one_shot(shards, order)
+    _assert_same(store, ids, expected)
+    assert any(a.resigned for a in stats) and stats[-1].resigned == ()
+    manifest = store._manifest()
+    assert len(manifest["df"]) == 4 and all(manifest["df"])
+    stop = set(pl.read_parquet(store.root / manifest["stop"])["key"].to_list())
+    for b, path in enumerate(manifest["df"]):
+        keys = pl.read_parquet(store.root / path)["key"].to_numpy()
+        assert (keys >> np.uint64(62) == b).all(), "a bucket holds its top-bits range only"
+        assert stop & set(keys.tolist()), "every bucket has part of the stop list"
+    left = [s for s in order if s in ("s0", "s4")]
+    assert store.retain(left) == ("s0",)
+    ids, expected = _one_shot(shards, left)
+    _assert_same(store, ids, expected)
+    assert {p.name for p in (store.root / "counts").iterdir()} == {
+        Path(p).name
+        for p in store._manifest()["df"] + [store._manifest()[k] for k in ("refs", "stop")]
+        if p
+    }, "no superseded counts file is left"

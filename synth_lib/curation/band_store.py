@@ -19,8 +19,13 @@ text copied across shards counts once); a shard added, replaced or dropped (`ret
 or subtracts only its own texts. A stored shard with a shingle whose stop status changed
 is re-signed from its stored shingles (no text is tokenised again) and the edges it is
 part of are recomputed; a shard the change does not reach keeps its files
-(`AddStats.resigned` names the re-signed ones). The price is reading and rewriting
-`counts/` at each change: linear in the index's distinct shingles and texts.
+(`AddStats.resigned` names the re-signed ones).
+
+`counts/df` is linear in the index's distinct shingles (about 100M at 1M rows), so it is
+split into `df_buckets` files by the top bits of the shingle hash. A change merges its
+shard's shingles bucket by bucket and, since the limit follows the total text count,
+scans every bucket for the stop list: time is linear in the table, memory is one bucket
+plus one shard's shingles.
 
 Every file is written under a fresh name and the manifest replaced last, one writer at a
 time: a step killed mid-change leaves the index as it was (and files nothing names).
@@ -63,10 +68,11 @@ from synth_lib.curation.shingles import (
 )
 
 # bumped when the files change meaning, so an older index is never read as this one
-_FORMAT = 2
+_FORMAT = 3
 _MAX = np.iinfo(np.uint32).max
-_COUNTS_SCHEMA = {"key": pl.UInt64, "count": pl.Int64}
+_COUNTS_SCHEMA = {"key": pl.UInt64, "count": pl.UInt32}
 Counts = tuple[np.ndarray, np.ndarray]  # sorted distinct uint64 keys, their int64 counts
+_DF_BUCKETS = 64
 _EDGE_SCHEMA = {"a_row": pl.Int64, "b_shard": pl.Utf8, "b_version": pl.Utf8, "b_row": pl.Int64}
 
 
@@ -121,9 +127,17 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
 class BandStore:
     """MinHash LSH index over every shard added, under `root/<digest of the config>/`."""
 
-    def __init__(self, root: str | Path, config: DedupConfig) -> None:
+    def __init__(
+        self, root: str | Path, config: DedupConfig, df_buckets: int = _DF_BUCKETS
+    ) -> None:
+        """`df_buckets` (a power of two): files `counts/df` is split into, the unit of memory
+        of a change below `max_shingle_share = 1`."""
+        if df_buckets < 1 or df_buckets & (df_buckets - 1):
+            raise ValueError(f"df_buckets must be a power of two, not {df_buckets}")
         self.config = config
-        blob = json.dumps({"format": _FORMAT, **asdict(config)}, sort_keys=True)
+        self.df_buckets = df_buckets
+        layout = {"format": _FORMAT, "df_buckets": df_buckets, **asdict(config)}
+        blob = json.dumps(layout, sort_keys=True)
         self.root = Path(root, hashlib.sha256(blob.encode()).hexdigest()[:16])
         self._stops = config.max_shingle_share < 1.0
 
@@ -131,7 +145,7 @@ class BandStore:
         path = self.root / "manifest.json"
         if path.is_file():
             return json.loads(path.read_text())
-        return {"shards": {}, "df": None, "refs": None, "stop": None}
+        return {"shards": {}, "df": [None] * self.df_buckets, "refs": None, "stop": None}
 
     def _commit(self, manifest: dict) -> None:
         staging = self.root / f".manifest.{os.getpid()}.tmp"
@@ -225,31 +239,95 @@ class BandStore:
         self, manifest: dict, old: list[dict], new: _Shard | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Swap the removed shards' texts for the new shard's in the document frequencies;
-        returns the new stop list and the shingles whose stop status changed."""
-        df, refs = self._counts(manifest, "df"), self._counts(manifest, "refs")
-        previous = self._counts(manifest, "stop")[0]
+        returns the new stop list and the shingles whose stop status changed.
+
+        The holder counts come first (they give the text total, hence the limit); then each
+        shard's shingles are merged into the df buckets in turn, the last pass also
+        collecting the stop list, so one shard's shingles are in memory at a time."""
+        refs = self._counts(manifest["refs"])
+        previous = self._counts(manifest["stop"])[0]
+        steps: list[tuple[dict | _Shard, np.ndarray, int]] = []
         for entry in old:
             exact = self._read(entry["rows"], ["exact"]).get_column("exact").to_numpy()
-            pairs = self._read(entry["shingles"])
-            df, refs = _count(
-                df, refs, exact, pairs["row"].to_numpy(), pairs["gram"].to_numpy(), -1
-            )
+            refs, flipped = _hold(refs, exact, -1)
+            steps.append((entry, flipped, -1))
         if new is not None:
-            df, refs = _count(df, refs, new.exact, new.row, new.gram, 1)
+            refs, flipped = _hold(refs, new.exact, 1)
+            steps.append((new, flipped, 1))
         texts = len(refs[0])
         limit = max(10.0, self.config.max_shingle_share * texts)  # as drop_common_shingles
-        common = df[1] > limit if limit < texts else np.zeros(len(df[0]), dtype=bool)
-        stop = df[0][common]
-        for kind, (key, count) in (("df", df), ("refs", refs), ("stop", (stop, df[1][common]))):
-            frame = pl.DataFrame({"key": key, "count": count}, schema=_COUNTS_SCHEMA)
+        threshold = limit if limit < texts else np.inf
+        buckets, scratch = list(manifest["df"]), set()
+        stop: Counts = (np.empty(0, np.uint64), np.empty(0, np.int64))
+        for k, (source, rows, sign) in enumerate(steps or [(None, np.empty(0, np.int64), 1)]):
+            if isinstance(source, dict):
+                pairs = self._read(source["shingles"])
+                row, gram = pairs["row"].to_numpy(), pairs["gram"].to_numpy()
+            elif source is not None:
+                row, gram = source.row, source.gram
+            else:
+                row, gram = np.empty(0, np.int64), np.empty(0, np.uint64)
+            grams, times = unique_counts(gram[np.isin(row, rows)])
+            last = k == max(len(steps), 1) - 1
+            buckets, stop = self._merge_buckets(
+                buckets, grams, sign * times.astype(np.int64), threshold if last else None, scratch
+            )
+        manifest["df"] = buckets
+        for kind, counts in (("refs", refs), ("stop", stop)):
+            frame = pl.DataFrame({"key": counts[0], "count": counts[1]}, schema=_COUNTS_SCHEMA)
             manifest[kind] = self._write(frame, "counts", kind)
-        return stop, np.setxor1d(previous, stop)
+        return stop[0], np.setxor1d(previous, stop[0])
 
-    def _counts(self, manifest: dict, kind: str) -> Counts:
-        if not manifest[kind]:
+    def _merge_buckets(
+        self,
+        buckets: list[str | None],
+        grams: np.ndarray,
+        delta: np.ndarray,
+        threshold: float | None,
+        scratch: set[str],
+    ) -> tuple[list[str | None], Counts]:
+        """`delta` added at the sorted distinct `grams`, one df bucket in memory at a time;
+        a bucket `grams` miss keeps its file. With a `threshold`, every bucket is read and the
+        shingles counted in more texts are returned (the stop list). `scratch`: files written
+        by this change, deleted as soon as a later pass supersedes them (nothing names them)."""
+        bits = self.df_buckets.bit_length() - 1
+        which = grams >> np.uint64(64 - bits) if bits else np.zeros(len(grams), np.uint64)
+        bounds = np.searchsorted(which, np.arange(self.df_buckets + 1, dtype=np.uint64))
+        out: list[str | None] = []
+        stop_keys, stop_counts = [], []
+        for b, relative in enumerate(buckets):
+            lo, hi = bounds[b], bounds[b + 1]
+            if lo == hi and threshold is None:
+                out.append(relative)
+                continue
+            counts = self._counts(relative)
+            if lo < hi:
+                counts, _ = _merge(counts, grams[lo:hi], delta[lo:hi])
+                if relative in scratch:
+                    (self.root / relative).unlink(missing_ok=True)
+                relative = None
+                if len(counts[0]):
+                    frame = pl.DataFrame(
+                        {"key": counts[0], "count": counts[1]}, schema=_COUNTS_SCHEMA
+                    )
+                    relative = self._write(frame, "counts", f"df-{b:04d}")
+                    scratch.add(relative)
+            if threshold is not None:
+                common = counts[1] > threshold
+                stop_keys.append(counts[0][common])
+                stop_counts.append(counts[1][common])
+            out.append(relative)
+        if not stop_keys:
+            return out, (np.empty(0, np.uint64), np.empty(0, np.int64))
+        return out, (np.concatenate(stop_keys), np.concatenate(stop_counts))
+
+    def _counts(self, relative: str | None) -> Counts:
+        if not relative:
             return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
-        frame = self._read(manifest[kind])
-        return frame.get_column("key").to_numpy(), frame.get_column("count").to_numpy()
+        frame = self._read(relative)
+        return frame.get_column("key").to_numpy(), frame.get_column("count").to_numpy().astype(
+            np.int64
+        )
 
     def _touches(self, entry: dict, changed: np.ndarray) -> bool:
         """Whether a stored shard has a shingle whose stop status changed."""
@@ -450,7 +528,8 @@ class BandStore:
 
 
 def _files(manifest: dict) -> set[str]:
-    named = {manifest[k] for k in ("df", "refs", "stop") if manifest.get(k)}
+    named = {manifest[k] for k in ("refs", "stop") if manifest.get(k)}
+    named |= {path for path in manifest.get("df") or [] if path}
     for entry in manifest["shards"].values():
         named |= {entry[k] for k in ("rows", "edges", "shingles") if entry.get(k)}
     return named
@@ -474,17 +553,13 @@ def _merge(counts: Counts, keys: np.ndarray, delta: np.ndarray) -> tuple[Counts,
     return (known[keep], value[keep]), before
 
 
-def _count(
-    df: Counts, refs: Counts, exact: np.ndarray, row: np.ndarray, gram: np.ndarray, sign: int
-) -> tuple[Counts, Counts]:
-    """Document frequencies and holder counts after a shard's texts come in (+1) or go (-1):
-    a text's shingles count only when the first shard holding it arrives or the last goes."""
+def _hold(refs: Counts, exact: np.ndarray, sign: int) -> tuple[Counts, np.ndarray]:
+    """Holder counts after a shard's texts come in (+1) or go (-1), and the shard's rows
+    whose shingles count: a text counts only when its first holder arrives or its last goes."""
     keys, first = np.unique(exact, return_index=True)
     refs, held = _merge(refs, keys, np.full(len(keys), sign, dtype=np.int64))
     flipped = held == 0 if sign > 0 else held == 1
-    grams, times = unique_counts(gram[np.isin(row, first[flipped])])
-    df, _ = _merge(df, grams, sign * times.astype(np.int64))
-    return df, refs
+    return refs, first[flipped]
 
 
 def _unique_keys(ids: list[str]) -> np.ndarray:
