@@ -259,18 +259,16 @@ class BandStore:
         threshold = limit if limit < texts else np.inf
         buckets, scratch = list(manifest["df"]), set()
         stop: Counts = (np.empty(0, np.uint64), np.empty(0, np.int64))
-        for k, (source, rows, sign) in enumerate(steps or [(None, np.empty(0, np.int64), 1)]):
+        for k, (source, rows, sign) in enumerate(steps):  # a change has at least one shard
             if isinstance(source, dict):
                 pairs = self._read(source["shingles"])
                 row, gram = pairs["row"].to_numpy(), pairs["gram"].to_numpy()
-            elif source is not None:
-                row, gram = source.row, source.gram
             else:
-                row, gram = np.empty(0, np.int64), np.empty(0, np.uint64)
+                row, gram = source.row, source.gram
             grams, times = unique_counts(gram[np.isin(row, rows)])
-            last = k == max(len(steps), 1) - 1
+            last = threshold if k == len(steps) - 1 else None
             buckets, stop = self._merge_buckets(
-                buckets, grams, sign * times.astype(np.int64), threshold if last else None, scratch
+                buckets, grams, sign * times.astype(np.int64), last, scratch
             )
         manifest["df"] = buckets
         for kind, counts in (("refs", refs), ("stop", stop)):
@@ -325,9 +323,8 @@ class BandStore:
         if not relative:
             return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
         frame = self._read(relative)
-        return frame.get_column("key").to_numpy(), frame.get_column("count").to_numpy().astype(
-            np.int64
-        )
+        count = frame.get_column("count").to_numpy().astype(np.int64)  # merged with signs
+        return frame.get_column("key").to_numpy(), count
 
     def _touches(self, entry: dict, changed: np.ndarray) -> bool:
         """Whether a stored shard has a shingle whose stop status changed."""
