@@ -20,11 +20,13 @@ each with its reason, before the anchor filter ever sees the row:
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from synth_lib.engines.output_checks import shingle_jaccard
+from synth_lib.engines.output_checks import word_shingles
 from synth_lib.provenance.schema import Verdict
 
 _TERM = re.compile(r"[a-z_][a-z0-9_]*")
@@ -93,17 +95,38 @@ def content_verdict(
 
 
 def canned_groups(texts: Sequence[str], parents: Sequence[str], max_jaccard: float) -> set[int]:
-    """Indices of texts (near-)identical to a text written for a different parent passage."""
+    """Indices of texts (near-)identical to a text written for a different parent passage.
+
+    Near-identical: word 3-gram Jaccard above `max_jaccard`. A set-similarity join with a
+    prefix filter instead of all pairs: with each text's shingles ordered rarest first, two
+    sets whose Jaccard reaches t share one of the first |s| - ceil(t * |s|) + 1 shingles of
+    either, so only texts sharing a rare prefix shingle are compared (all pairs took 22 s
+    for 1,000 rewrites, and grew with the square of a shard).
+    """
     normalised = [" ".join(t.lower().split()) for t in texts]
     canned: set[int] = set()
-    for i in range(len(texts)):
-        for j in range(i + 1, len(texts)):
-            if parents[i] == parents[j]:
+    by_text: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(normalised):
+        by_text[text].append(i)
+    for same in by_text.values():
+        if len({parents[i] for i in same}) > 1:
+            canned.update(same)
+    shingles = [word_shingles(text) for text in normalised]
+    frequency = Counter(g for s in shingles for g in s)
+    postings: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for i, grams in enumerate(shingles):
+        if not grams:
+            continue
+        ordered = sorted(grams, key=lambda g: (frequency[g], g))
+        prefix = ordered[: len(ordered) - math.ceil(max_jaccard * len(ordered)) + 1]
+        candidates = {j for g in prefix for j in postings[g]}
+        for j in candidates:
+            if parents[i] == parents[j] or (i in canned and j in canned):
                 continue
-            if normalised[i] == normalised[j] or (
-                shingle_jaccard(normalised[i], normalised[j]) > max_jaccard
-            ):
+            if len(grams & shingles[j]) / len(grams | shingles[j]) > max_jaccard:
                 canned.update((i, j))
+        for g in prefix:
+            postings[g].append(i)
     return canned
 
 
