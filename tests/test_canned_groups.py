@@ -7,6 +7,7 @@ import random
 import pytest
 
 from synth_lib.engines.output_checks import shingle_jaccard
+from synth_lib.text import content_gate
 from synth_lib.text.content_gate import canned_groups
 
 
@@ -56,3 +57,26 @@ def test_the_same_text_for_one_passage_twice_is_not_canned() -> None:
     texts = ["the loop ends here and now", "the loop ends here and now", "something else"]
     assert canned_groups(texts, ["a", "a", "b"], 0.7) == set()
     assert canned_groups(texts, ["a", "b", "c"], 0.7) == {0, 1}
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("max_jaccard", [0.7, 0.9])
+def test_the_lsh_path_finds_the_same_pairs(
+    monkeypatch: pytest.MonkeyPatch, seed: int, max_jaccard: float
+) -> None:
+    """Above the exact-join limit candidates come from MinHash LSH; on these corpora it
+    misses no pair the all-pairs comparison finds."""
+    monkeypatch.setattr(content_gate, "EXACT_JOIN_LIMIT", 0)
+    texts, parents = corpus(random.Random(seed), 80)
+    assert canned_groups(texts, parents, max_jaccard) == all_pairs(texts, parents, max_jaccard)
+
+
+def test_the_lsh_path_on_rewrites_sharing_a_small_vocabulary() -> None:
+    """3,000 rewrites over 31 words (many shared shingles, none near-identical): only the
+    planted copy is canned."""
+    rng = random.Random(0)
+    vocab = [f"v{k}" for k in range(31)]
+    texts = [" and ".join(rng.sample(vocab, 26)) for _ in range(3000)]
+    texts[2999] = texts[5] + " indeed"
+    parents = [str(i) for i in range(3000)]
+    assert canned_groups(texts, parents, 0.7) == {5, 2999}
