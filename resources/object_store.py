@@ -8,6 +8,7 @@ when a bucket is actually used.
 
 import io
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +68,15 @@ class LocalFolder:
         path = Path(self.base, *parts)
         return str(path / f"{partition}.parquet" if partition else path.with_suffix(".parquet"))
 
-    def write(self, location: str, frame: pl.DataFrame) -> int:
+    def write(self, location: str, frame: pl.DataFrame | pl.LazyFrame) -> int:
+        """Write a frame, or stream a lazy one (`sink_parquet`), then rename it into place."""
         path = Path(location)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        frame.write_parquet(staging, statistics=True)
+        if isinstance(frame, pl.LazyFrame):
+            frame.sink_parquet(staging, statistics=True)
+        else:
+            frame.write_parquet(staging, statistics=True)
         os.replace(staging, path)
         return path.stat().st_size
 
@@ -112,7 +117,15 @@ class S3Prefix:
     def _key(self, location: str) -> str:
         return location.removeprefix(f"{S3_SCHEME}{self.bucket}/")
 
-    def write(self, location: str, frame: pl.DataFrame) -> int:
+    def write(self, location: str, frame: pl.DataFrame | pl.LazyFrame) -> int:
+        """PUT a frame whole; a lazy one is streamed to a local temporary file first."""
+        if isinstance(frame, pl.LazyFrame):
+            with tempfile.TemporaryDirectory() as folder:
+                staging = Path(folder, "frame.parquet")
+                frame.sink_parquet(staging, statistics=True)
+                with staging.open("rb") as body:
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(location), Body=body)
+                return staging.stat().st_size
         buffer = io.BytesIO()
         frame.write_parquet(buffer, statistics=True)
         body = buffer.getvalue()

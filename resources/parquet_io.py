@@ -13,12 +13,9 @@ Steps that raise before writing are reported by `lineage_failure_hook`; assets o
 run that no step reported are sent FAIL by `synth_jobs.lineage_sensors` through `emit_failed`.
 """
 
-import os
-import tempfile
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -26,7 +23,7 @@ import polars as pl
 from pydantic import Field, PrivateAttr
 
 from resources.lineage import OpenLineageEmitter
-from resources.object_store import S3_SCHEME, LocalFolder, S3Prefix, S3Storage, open_store
+from resources.object_store import LocalFolder, S3Prefix, S3Storage, open_store
 from resources.tracking import MlflowTracking
 from synth_lib.lineage.openlineage_events import (
     InputSnapshot,
@@ -102,29 +99,10 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             return
         started = (_step_started_at(context) if self._lineage_on else None) or datetime.now(UTC)
         path = self._path(context)
-        if isinstance(obj, pl.LazyFrame):
-            size, frame = self._sink(path, obj), None
-        else:
-            size, frame = self._where.write(path, obj), obj
+        size = self._where.write(path, obj)
+        frame = None if isinstance(obj, pl.LazyFrame) else obj
         context.add_output_metadata({"path": dg.MetadataValue.path(path)})
         context.add_output_metadata(self._report(context, frame, path, size, started))
-
-    def _sink(self, path: str, lazy: pl.LazyFrame) -> int:
-        """Stream `lazy` to a temporary file, then rename it into place (or PUT it whole)."""
-        where = self._where
-        if isinstance(where, LocalFolder):
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            lazy.sink_parquet(staging, statistics=True)
-            os.replace(staging, target)
-            return target.stat().st_size
-        with tempfile.TemporaryDirectory() as folder:
-            staging = Path(folder, "frame.parquet")
-            lazy.sink_parquet(staging, statistics=True)
-            with staging.open("rb") as body:
-                where.client.put_object(Bucket=where.bucket, Key=_s3_key(where, path), Body=body)
-            return staging.stat().st_size
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame | dict:
         if context.has_asset_partitions and (
@@ -436,8 +414,3 @@ def _unwritten_assets(context: dg.HookContext) -> list[tuple[dg.AssetKey, str | 
             data = entry.dagster_event.event_specific_data if entry.dagster_event else None
             unwritten.append((record.asset_key, getattr(data, "partition", None)))
     return unwritten
-
-
-def _s3_key(where: S3Prefix, location: str) -> str:
-    """The object key of an `s3://bucket/key` location."""
-    return location.removeprefix(f"{S3_SCHEME}{where.bucket}/")

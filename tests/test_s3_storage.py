@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from resources.lineage import OpenLineageEmitter
-from resources.object_store import S3Storage
+from resources.object_store import LocalFolder, S3Prefix, S3Storage
 from resources.parquet_io import PolarsParquetIOManager
 from synth_assets import seeds
 from synth_assets import text as text_assets
@@ -208,3 +208,19 @@ def test_missing_upstream_object_names_its_key(endpoint, monkeypatch):
     message = str(raised.value)
     assert f"s3://{BUCKET}/empty/text_seeds.parquet" in message
     assert "has not been materialized yet" in message
+
+
+def test_a_lazy_frame_is_written_like_the_collected_frame(client, tmp_path):
+    """Both stores stream a LazyFrame (the curated mix) to the same bytes' worth of rows as
+    the frame itself, at the same location, and report the stored size."""
+    frame = pl.DataFrame({"id": [f"r{i}" for i in range(500)], "n": list(range(500))})
+    bucket = S3Prefix(client, BUCKET, "lazy")
+    local = LocalFolder(str(tmp_path))
+    for store in (bucket, local):
+        eager = store.location(["eager"], None)
+        lazy = store.location(["lazy"], None)
+        assert store.write(eager, frame) > 0
+        size = store.write(lazy, frame.lazy().filter(pl.col("n") >= 0))
+        assert size > 0
+        assert store.read(lazy).equals(store.read(eager))
+    assert not list(tmp_path.glob("**/.*.tmp"))
