@@ -54,6 +54,7 @@ from synth_lib.curation.dedup import (
     DedupConfig,
     DedupResult,
     cluster_result,
+    common_shingle_limit,
     lsh_candidates,
     minhash_signatures,
 )
@@ -255,8 +256,7 @@ class BandStore:
             refs, flipped = _hold(refs, new.exact, 1)
             steps.append((new, flipped, 1))
         texts = len(refs[0])
-        limit = max(10.0, self.config.max_shingle_share * texts)  # as drop_common_shingles
-        threshold = limit if limit < texts else np.inf
+        threshold = common_shingle_limit(texts, self.config.max_shingle_share)
         buckets, scratch = list(manifest["df"]), set()
         stop: Counts = (np.empty(0, np.uint64), np.empty(0, np.int64))
         for k, (source, rows, sign) in enumerate(steps):  # a change has at least one shard

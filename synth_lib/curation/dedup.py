@@ -94,12 +94,18 @@ def lsh_banding(threshold: float, num_perm: int, miss_weight: float = 0.7) -> tu
     return choice
 
 
+def common_shingle_limit(n_texts: int, max_share: float) -> float:
+    """A shingle in more texts than this is template, not content; inf when none can be."""
+    limit = max(10.0, max_share * n_texts)
+    return limit if limit < n_texts else np.inf
+
+
 def drop_common_shingles(
     doc: np.ndarray, grams: np.ndarray, n_texts: int, max_share: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Leave out shingles present in more than max(10, max_share * n_texts) texts."""
-    limit = max(10.0, max_share * n_texts)
-    if limit >= n_texts:
+    """Leave out shingles present in more than `common_shingle_limit` texts."""
+    limit = common_shingle_limit(n_texts, max_share)
+    if limit == np.inf:
         return doc, grams
     values, counts = unique_counts(unique_pairs(grams, doc)[0])
     common = values[counts > limit]
