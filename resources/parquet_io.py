@@ -46,6 +46,11 @@ _PLAIN_METADATA = (
 )
 
 
+# an input whose upstream may never have been materialized reads as an empty frame:
+# `dg.AssetIn(metadata={OPTIONAL_INPUT: True})`
+OPTIONAL_INPUT = "synth/optional"
+
+
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
     """Stores each asset at `<base_dir>/<asset key path>[/<partition>].parquet`.
 
@@ -118,6 +123,9 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         try:
             return self._where.read(path)
         except FileNotFoundError:
+            if context.definition_metadata.get(OPTIONAL_INPUT):
+                context.log.info(f"{path}: optional input not materialized yet, read as empty")
+                return pl.DataFrame()
             raise FileNotFoundError(
                 f"{path}: upstream asset {context.asset_key.to_user_string()} has not been "
                 "materialized yet"

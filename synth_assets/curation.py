@@ -18,10 +18,12 @@ import polars as pl
 from pydantic import Field
 
 from resources.engine import GenerationEngine
+from resources.parquet_io import OPTIONAL_INPUT
 from resources.storage import SynthStorage
 from synth_assets.common import frame_metadata, frame_output
 from synth_assets.partitions import SHARDED
 from synth_lib.curation.anchor_filter import MiniLMEmbedder, embed
+from synth_lib.curation.coverage_round import COVERAGE_ROUND_SHARD, coverage_round_rows
 from synth_lib.curation.decontam import BenchmarkIndex, DecontamConfig
 from synth_lib.curation.dedup import DedupConfig
 from synth_lib.curation.drift import evaluate_bounds, trend_markdown
@@ -184,6 +186,10 @@ def _drift_result(context: dg.AssetCheckExecutionContext, hard: bool) -> dg.Asse
     group_name="curation",
     kinds={"polars"},
     code_version="curation-3",
+    ins={
+        "training_mix": dg.AssetIn(),
+        "stratified_instructions": dg.AssetIn(metadata={OPTIONAL_INPUT: True}),
+    },
     deps=["rollbacks"],
     automation_condition=AFTER_NEW_SHARDS,
 )
@@ -192,8 +198,12 @@ def decontaminated_mix(
     config: CurationConfig,
     storage: SynthStorage,
     training_mix: dict[str, pl.LazyFrame],
+    stratified_instructions: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Every shard of the mix after decontamination, near-duplicate removal and anchors.
+
+    The coverage round (`stratified_instructions`, planned over all shards) is curated as one
+    more shard, `coverage-round`, when it has been materialized.
 
     Shard by shard, with persisted per-shard work (`synth_lib.curation.incremental`): a new
     shard is scanned, hashed and embedded once and compared against the stored index of the
@@ -232,6 +242,9 @@ def decontaminated_mix(
         shard: loader(shard, training_mix[shard])
         for shard in sorted(training_mix, key=shard_sort_key)
     }
+    coverage_round, round_report = coverage_round_rows(stratified_instructions)
+    if round_report.entering:
+        shards[COVERAGE_ROUND_SHARD] = loader(COVERAGE_ROUND_SHARD, coverage_round.lazy())
     spec = config.model_dump(
         include={"benchmark_paths", "humaneval", "ngram", "min_overlap", "containment"}
     )
@@ -255,6 +268,7 @@ def decontaminated_mix(
     extra = {
         "input_rows": sum(input_rows.values()),
         "shards": len(shards),
+        "coverage_round": dg.MetadataValue.json(round_report.as_dict()),
         "shards_indexed_now": work["shards_indexed"],
         "rows_indexed_now": work["rows_indexed"],
         "shards_resigned_now": work["shards_resigned"],

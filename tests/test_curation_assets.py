@@ -23,6 +23,8 @@ CHECKS = [
     curation.decontaminated_mix_drift_soft,
     curation.decontaminated_mix_drift_hard,
 ]
+# the coverage round, never materialized in these tests: an optional input of the mix
+NO_ROUND = dg.AssetSpec("stratified_instructions")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,7 @@ def test_planted_items_are_removed_and_every_check_passes(tmp_path, gsm8k_test, 
     config = {"benchmark_paths": [str(gsm8k_test)], "humaneval": True}
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [_mix_shards(mix, instance, tmp_path), curation.decontaminated_mix, *CHECKS],
+        [_mix_shards(mix, instance, tmp_path), NO_ROUND, curation.decontaminated_mix, *CHECKS],
         resources=_resources(tmp_path),
         run_config={"ops": {"decontaminated_mix": {"config": config}}},
         instance=instance,
@@ -232,12 +234,13 @@ def test_dedup_and_anchor_window_drops_carry_their_reasons_and_counts(tmp_path):
     mix, ids = _curation_mix()
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [_mix_shards(mix, instance, tmp_path), curation.decontaminated_mix],
+        [_mix_shards(mix, instance, tmp_path), NO_ROUND, curation.decontaminated_mix],
         resources=_resources(tmp_path),
         instance=instance,
     )
     assert result.success
     metadata = result.asset_materializations_for_node("decontaminated_mix")[0].metadata
+    assert metadata["coverage_round"].value["rows"] == 0
     dedup = metadata["dedup"].value
     assert (dedup["exact_duplicates"], dedup["near_duplicates"]) == (1, 1)
     assert "| drift | 1 |" in metadata["anchor_drop_reasons"].value
@@ -285,3 +288,63 @@ def test_failed_quality_gate_blocks_downstream(tmp_path, broken):
     assert gates.severity == dg.AssetCheckSeverity.ERROR
     assert gates.passed is (broken is None), gates.metadata["failed"].value
     assert len(result.asset_materializations_for_node("trainer")) == (broken is None)
+
+
+def _round(seed: dict, leak: str) -> pl.DataFrame:
+    """A coverage round: one good instruction, a rejected one, a leak, a PII one, filler."""
+    ctx = RowContext(run_id="round-run")
+    gen = Generator("scripted", "m", "r", "instruction_exercise", "h", "{}", 0)
+    good = (
+        "Explain how a Python for loop walks over the items of a list and when it stops.",
+        "The loop takes each item of the list in order, runs its body once per item, and "
+        "stops after the last item; a break statement ends it early.",
+    )
+    cases = [
+        (good, True),
+        (("Summarise the passage about loops.", "Loops repeat the body for every element."), False),
+        ((leak, "The answer is worked out step by step from the numbers given."), True),
+        (("Who maintains the loop documentation page?", "Write to jane.doe@example.com for "
+          "the maintainers of the loop documentation and its examples."), True),
+        (("ok", "ok ok"), True),
+    ]  # fmt: skip
+    rows = []
+    for (prompt, response), accepted in cases:
+        row = make_row(
+            stage="stratified_instructions",
+            payload={"prompt": prompt, "response": response},
+            ctx=ctx,
+            parents=[seed],
+            generator=gen,
+        )
+        rows.append({**row, "accepted": accepted})
+    schema = {"prompt": pl.Utf8, "response": pl.Utf8, "accepted": pl.Boolean}
+    return rows_to_frame(rows, schema)
+
+
+def test_coverage_round_is_curated_as_one_more_shard(tmp_path, gsm8k_test, gsm8k_questions):
+    mix, _ = _curation_mix()
+    seed = mix.filter(~pl.col("is_synthetic")).row(0, named=True)
+    instance = dg.DagsterInstance.ephemeral()
+    round_ = _stub("stratified_instructions", _round(seed, gsm8k_questions[0]))
+    assert dg.materialize([round_], resources=_resources(tmp_path), instance=instance).success
+    result = dg.materialize(
+        [_mix_shards(mix, instance, tmp_path), round_.to_source_assets()[0],
+         curation.decontaminated_mix],
+        resources=_resources(tmp_path),
+        run_config={"ops": {"decontaminated_mix": {"config": {
+            "benchmark_paths": [str(gsm8k_test)]}}}},
+        instance=instance,
+    )  # fmt: skip
+    assert result.success
+    metadata = result.asset_materializations_for_node("decontaminated_mix")[0].metadata
+    report = metadata["coverage_round"].value
+    assert report["rows"] == 5 and report["accepted"] == 4 and report["pii_scrubbed"] == 1
+    assert sum(report["failed_quality"].values()) == 1 and report["entering_curation"] == 3
+    assert metadata["flagged_by_benchmark"].value.get("gsm8k-test") == 1
+    out = pl.read_parquet(tmp_path / "data" / "decontaminated_mix.parquet")
+    kept = out.filter(pl.col("stage") == "stratified_instructions")
+    assert kept.get_column("kind").unique().to_list() == ["instruction"]
+    texts = kept.get_column("text").to_list()
+    assert len(texts) == 2 and any("for loop walks" in t for t in texts)
+    assert not any("jane.doe@example.com" in t for t in texts)
+    assert not any(gsm8k_questions[0] in t for t in texts)

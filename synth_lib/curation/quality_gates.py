@@ -32,6 +32,7 @@ DEFAULT_STAGES = (
     "dialogues",
     "code_explanations",
     "search_traces",
+    "stratified_instructions",
 )
 
 
