@@ -414,13 +414,21 @@ class SearchConfig(dg.Config):
     """How many problems per shard get a search tree, its size, and the sampling baseline."""
 
     max_math_problems: int = Field(default=1, description="GSM8K problems per shard (0: none).")
-    max_task_problems: int = Field(default=1, description="reasoning-gym problems per shard.")
+    max_task_problems: int = Field(
+        default=1, description="reasoning-gym problems per shard (easiest first, one per task)."
+    )
     iterations: int = Field(default=4, description="MCTS iterations per problem.")
     max_children: int = Field(default=2, description="Children per node (progressive widening).")
     max_depth: int = Field(default=3, description="Steps before a node is rolled out as final.")
     exploration: float = Field(default=1.4, description="UCT exploration constant c.")
+    root_rollout: bool = Field(
+        default=True, description="Roll out the root first (a plain sample) before expanding."
+    )
     step_max_tokens: int = Field(default=64, description="Completion budget of one step.")
     rollout_max_tokens: int = Field(default=256, description="Completion budget of a rollout.")
+    force_answer: bool = Field(
+        default=True, description="Ask an answerless finished rollout for its answer (both sides)."
+    )
     compare_sampling: bool = Field(
         default=True, description="Also sample whole solutions at the same token budget."
     )
@@ -434,7 +442,7 @@ def _per_1k(rows: int, tokens: int) -> float:
 @dg.asset(
     group_name=GROUP,
     kinds={"polars"},
-    code_version=f"search-1-{templates_hash(*search.TEMPLATES)}",
+    code_version=f"search-2-{templates_hash(*search.TEMPLATES)}",
     **SHARDED,
     **GPU_STEP,
 )
@@ -446,17 +454,23 @@ def search_traces(
     reasoning_tasks: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Verified CoT found by MCTS over reasoning steps, compared with plain sampling."""
-    chosen = [f.sort("id").head(n).to_dicts() for f, n in
-              ((math_seeds, config.max_math_problems), (reasoning_tasks, config.max_task_problems))
-              if n and f.height]  # fmt: skip
-    problems = tasks.problems_from_rows([row for rows in chosen for row in rows])
+    chosen = (
+        math_seeds.sort("id").head(config.max_math_problems).to_dicts() if math_seeds.height else []
+    )
+    chosen += search.search_candidates(reasoning_tasks.to_dicts(), config.max_task_problems)
+    problems = tasks.problems_from_rows(chosen)
+    default = search.SearchSettings()
     settings = search.SearchSettings(
         iterations=config.iterations,
         max_children=config.max_children,
         max_depth=config.max_depth,
         exploration=config.exploration,
-        step_sampling=SamplingParams(0.9, max_tokens=config.step_max_tokens),
+        root_rollout=config.root_rollout,
+        step_sampling=SamplingParams(
+            0.9, max_tokens=config.step_max_tokens, stop=default.step_sampling.stop
+        ),
         rollout_sampling=SamplingParams(0.7, max_tokens=config.rollout_max_tokens),
+        forcing=cot.AnswerForcing() if config.force_answer else None,
         seed=config.seed,
     )
     cached = engine.engine_for(search.STAGE)
@@ -474,6 +488,8 @@ def search_traces(
         "search_tokens": tokens,
         "verified_rows_per_1k_tokens_mcts": _per_1k(frame.height, tokens),
         "failed_requests": sum(r.failed_requests for r in results),
+        "forced_answers": sum(r.forced_answers for r in results),
+        "forced_paths": sum(p.forced for r in results for p in r.paths),
         "template_hashes": _hashes(*search.TEMPLATES),
     }
     if config.compare_sampling and problems:
@@ -483,6 +499,7 @@ def search_traces(
             [max(r.tokens, 1) for r in results],
             settings.rollout_sampling,
             seed=config.seed,
+            forcing=settings.forcing,
         )
         extra |= {
             "sampling_tokens": baseline.tokens,

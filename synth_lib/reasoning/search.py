@@ -8,15 +8,22 @@ gold answer, else 0) and backpropagates the reward to the root. A step that stat
 answer ("#### x") is a terminal node, verified directly. Every verified path (steps +
 rollout) is a candidate CoT row marked `search`.
 
+The first iteration rolls out the root itself (`root_rollout`): a problem the model solves
+outright then costs one request, and the tree grows only where that sample failed. A
+rollout that finishes without a final answer gets cot_traces' answer-only request
+(`forcing`); its path carries an `answer_forced` verdict. Either way the task's verifier
+decides, and a rollout that states two different answers is rejected (`hedged`).
+
 Iterations run in lockstep over all problems, so each phase is one engine batch. Every
-token the search spends (prompt and completion) is counted, so it can be compared with
-plain sampling at the same budget (`sample_at_budget`).
+token the search spends (prompt and completion, forcing included) is counted, so it can be
+compared with plain sampling at the same budget (`sample_at_budget`, forced the same way).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +37,10 @@ from synth_lib.engines.base import (
 from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import load_template
 from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
-from synth_lib.reasoning.answers import extract_answer
+from synth_lib.reasoning.answers import extract_answer, hedged
+from synth_lib.reasoning.cot import AnswerForcing, CotOutcome, _force_answers
 from synth_lib.reasoning.seeding import stable_seed
-from synth_lib.reasoning.tasks import Problem, check_answer
+from synth_lib.reasoning.tasks import DIFFICULTY_LEVELS, Problem, check_answer
 
 STAGE = "search_traces"
 STEP_TEMPLATE = "reasoning_step"
@@ -48,12 +56,14 @@ class SearchSettings:
     max_depth: int = 4
     exploration: float = 1.4
     max_paths: int = 1  # a problem with this many verified paths stops searching
-    step_sampling: SamplingParams = field(
-        default_factory=lambda: SamplingParams(temperature=0.9, max_tokens=64)
+    root_rollout: bool = True
+    step_sampling: SamplingParams = field(  # a step is one line
+        default_factory=lambda: SamplingParams(temperature=0.9, max_tokens=64, stop=("\n",))
     )
     rollout_sampling: SamplingParams = field(
         default_factory=lambda: SamplingParams(temperature=0.7, max_tokens=256)
     )
+    forcing: AnswerForcing | None = field(default_factory=AnswerForcing)
     seed: int = 0
 
 
@@ -87,6 +97,7 @@ class VerifiedPath:
     score: float
     checker: str
     iteration: int
+    forced: bool = False
 
     @property
     def text(self) -> str:
@@ -103,6 +114,7 @@ class SearchResult:
     tokens: int = 0
     requests: int = 0
     failed_requests: int = 0
+    forced_answers: int = 0
 
 
 def _tokens(result: GenerationResult) -> int:
@@ -130,9 +142,43 @@ def _backpropagate(node: Node | None, reward: float) -> None:
 
 
 def _verify(problem: Problem, text: str) -> tuple[float, str | None, float, str]:
+    """Reward 1 only if the task's verifier accepts the one final answer the text states."""
     predicted = extract_answer(text)
     ok, score, checker = check_answer(problem, predicted)
+    if ok and hedged(text) is not None:  # two answers: rewarding the last would reward hedging
+        return 0.0, predicted, score, "single_final_answer"
     return float(ok), predicted, score, checker
+
+
+class _Meter:
+    """The engine, counting what every request costs per problem: cot's forcing builds its
+    own requests, and a reply that yields no answer is dropped there but was still paid for.
+    Every request id starts with its problem's id and a colon (forcing appends ':force')."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.identity = engine.identity
+        self.tokens: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        results = self.engine.generate(requests) if requests else []
+        for request, result in zip(requests, results, strict=True):
+            problem_id = request.request_id.split(":", 1)[0]
+            self.tokens[problem_id] += result.prompt_tokens + result.completion_tokens
+            self.requests[problem_id] += 1
+        return results
+
+
+def _finish(
+    attempts: Sequence[tuple[Problem, GenerationRequest, GenerationResult]],
+    engine: Engine,
+    forcing: AnswerForcing | None,
+) -> list[tuple[GenerationResult, bool]]:
+    """cot_traces' answer forcing: each result (with '#### x' appended when forced) and
+    whether it was forced."""
+    done = _force_answers(attempts, engine, forcing, CotOutcome())
+    return [(result, reply is not None) for result, reply in done]
 
 
 def _steps_text(steps: Sequence[str]) -> str:
@@ -145,18 +191,21 @@ def search(
     """Run MCTS on every problem; each iteration is two batches (expand, then roll out)."""
     settings = settings or SearchSettings()
     step_t, rollout_t = load_template(STEP_TEMPLATE), load_template(ROLLOUT_TEMPLATE)
+    meter = _Meter(engine)
     results = [SearchResult(p, Node(steps=())) for p in problems]
     for iteration in range(settings.iterations):
-        leaves = []
+        leaves, rollouts = [], []
         for r in results:
             if len(r.paths) >= settings.max_paths:
                 continue
             leaf = _select(r.root, settings)
             if leaf.terminal:  # already scored: re-visiting it still informs the averages
                 _backpropagate(leaf, leaf.reward or 0.0)
+            elif leaf is r.root and not leaf.visits and settings.root_rollout:
+                rollouts.append((r, leaf))
             else:
                 leaves.append((r, leaf))
-        if not leaves:
+        if not leaves and not rollouts:
             break
         expand = [
             GenerationRequest(
@@ -167,10 +216,7 @@ def search(
             )
             for r, leaf in leaves
         ]
-        rollouts = []
-        for (r, leaf), result in zip(leaves, engine.generate(expand), strict=True):
-            r.tokens += _tokens(result)
-            r.requests += 1
+        for (r, leaf), result in zip(leaves, meter.generate(expand), strict=True):
             step = result.text.strip()
             if not generation_verdict(result).passed or not step:
                 r.failed_requests += 1
@@ -184,17 +230,8 @@ def search(
                 reward, predicted, score, checker = _verify(r.problem, step)
                 child.terminal, child.reward = True, reward
                 if reward:
-                    r.paths.append(
-                        VerifiedPath(
-                            r.problem.id,
-                            child.steps[:-1],
-                            step,
-                            predicted,
-                            score,
-                            checker,
-                            iteration,
-                        )
-                    )
+                    path = (child.steps[:-1], step, predicted, score, checker, iteration)
+                    r.paths.append(VerifiedPath(r.problem.id, *path))
                 _backpropagate(child, reward)
                 continue
             rollouts.append((r, child))
@@ -207,29 +244,24 @@ def search(
             )
             for r, child in rollouts
         ]
-        for (r, child), result in zip(rollouts, engine.generate(requests), strict=True):
-            r.tokens += _tokens(result)
-            r.requests += 1
+        attempts = [(r.problem, request, result) for (r, _), request, result in
+                    zip(rollouts, requests, meter.generate(requests), strict=True)]  # fmt: skip
+        finished = _finish(attempts, meter, settings.forcing)
+        for (r, child), (result, forced) in zip(rollouts, finished, strict=True):
+            r.forced_answers += forced
             reward = 0.0
             if generation_verdict(result).passed:
                 reward, predicted, score, checker = _verify(r.problem, result.text)
                 if reward:
-                    r.paths.append(
-                        VerifiedPath(
-                            r.problem.id,
-                            child.steps,
-                            result.text.strip(),
-                            predicted,
-                            score,
-                            checker,
-                            iteration,
-                        )
-                    )
+                    path = (child.steps, result.text.strip(), predicted, score, checker)
+                    r.paths.append(VerifiedPath(r.problem.id, *path, iteration, forced))
             else:
                 r.failed_requests += 1
             if len(child.steps) >= settings.max_depth:  # deep enough: its rollout is its value
                 child.terminal, child.reward = True, reward
             _backpropagate(child, reward)
+    for r in results:
+        r.tokens, r.requests = meter.tokens[r.problem.id], meter.requests[r.problem.id]
     return results
 
 
@@ -241,6 +273,7 @@ class SamplingBaseline:
     samples: int = 0
     verified_samples: int = 0
     solved_problems: int = 0
+    solved: list[bool] = field(default_factory=list)  # per problem, in order
 
 
 def sample_at_budget(
@@ -250,15 +283,17 @@ def sample_at_budget(
     sampling: SamplingParams,
     seed: int = 0,
     max_rounds: int = 64,
+    forcing: AnswerForcing | None = None,
 ) -> SamplingBaseline:
     """Sample one solution per problem per round until each problem's tokens reach its budget
-    (the tokens its search spent): the comparison at equal tokens."""
+    (the tokens its search spent): the comparison at equal tokens. Pass the search's
+    `forcing` so both sides complete answerless solutions the same way."""
     template = load_template(SAMPLE_TEMPLATE)
-    spent = [0] * len(problems)
+    meter = _Meter(engine)
     solved = [False] * len(problems)
     out = SamplingBaseline()
     for round_ in range(max_rounds):
-        active = [i for i, p in enumerate(problems) if spent[i] < budgets[i]]
+        active = [i for i, p in enumerate(problems) if meter.tokens[p.id] < budgets[i]]
         if not active:
             break
         requests = [
@@ -270,15 +305,35 @@ def sample_at_budget(
             )
             for i in active
         ]
-        for i, result in zip(active, engine.generate(requests), strict=True):
-            spent[i] += _tokens(result)
+        attempts = [(problems[i], request, result) for i, request, result in
+                    zip(active, requests, meter.generate(requests), strict=True)]  # fmt: skip
+        for i, (result, _) in zip(active, _finish(attempts, meter, forcing), strict=True):
             out.samples += 1
             if generation_verdict(result).passed and _verify(problems[i], result.text)[0]:
                 out.verified_samples += 1
                 solved[i] = True
-    out.tokens = sum(spent)
-    out.solved_problems = sum(solved)
+    out.tokens = sum(meter.tokens[p.id] for p in problems)
+    out.solved, out.solved_problems = solved, sum(solved)
     return out
+
+
+def search_candidates(rows: Sequence[Mapping[str, Any]], n: int) -> list[Mapping[str, Any]]:
+    """The `n` problem rows worth a tree: easiest difficulty first, then one of each task
+    type in turn (rows in id order within a task), so a few trees cover several tasks.
+
+    The default model solves few problems past the easiest level, where a search spends its
+    whole budget and finds nothing."""
+
+    def level(row: Mapping[str, Any]) -> int:
+        return DIFFICULTY_LEVELS.get(str(row.get("difficulty")), len(DIFFICULTY_LEVELS))
+
+    cells: dict[tuple[int, str], int] = Counter()
+    ranked = []
+    for row in sorted(rows, key=lambda r: (level(r), str(r.get("task_type")), r["id"])):
+        cell = (level(row), str(row.get("task_type")))
+        ranked.append(((cell[0], cells[cell], cell[1]), row))
+        cells[cell] += 1
+    return [row for _, row in sorted(ranked, key=lambda pair: pair[0])[:n]]
 
 
 def _count_nodes(node: Node) -> int:
@@ -320,6 +375,8 @@ def search_rows(
                         f"mcts: found at iteration {path.iteration}, {nodes} nodes, "
                         f"{r.tokens} tokens"),
             ]  # fmt: skip
+            if path.forced:
+                verdicts.append(Verdict("answer_forced", True, None, "answer-only request"))
             generator = generator_for(
                 identity, rollout, settings.rollout_sampling,
                 stable_seed(settings.seed, r.problem.id, "rollout", path.iteration),
