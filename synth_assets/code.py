@@ -15,7 +15,7 @@ from synth_lib.code.execution_traces import TEMPLATE as TRACE_TEMPLATE
 from synth_lib.code.execution_traces import functions_for_shard, recheck, trace
 from synth_lib.code.explanations import STAGE as EXPLANATION_STAGE
 from synth_lib.code.explanations import TEMPLATES as EXPLANATION_TEMPLATES
-from synth_lib.code.explanations import ExplanationSettings, explain_code
+from synth_lib.code.explanations import ExplanationSettings, choose_functions, explain_code
 from synth_lib.code.verified_code import (
     PROBLEM_STAGE,
     STAGE,
@@ -291,7 +291,11 @@ EXPLANATION_SCHEMA = {
 class ExplanationsConfig(dg.Config):
     """How many traced functions per shard get explained, and how each is verified."""
 
-    max_functions: int = Field(default=3, description="Traced code seeds per shard (0: all).")
+    max_functions: int = Field(
+        default=3,
+        description="Traced code seeds per shard (0: all), the easiest to explain and predict "
+        "first (short sources, short value results).",
+    )
     traces_per_function: int = Field(
         default=1, description="Sandbox-traced calls the explanation must let the model predict."
     )
@@ -303,7 +307,7 @@ class ExplanationsConfig(dg.Config):
 @dg.asset(
     group_name="code",
     kinds={"polars"},
-    code_version=f"code-explanations-1-{templates_hash(*EXPLANATION_TEMPLATES)}",
+    code_version=f"code-explanations-2-{templates_hash(*EXPLANATION_TEMPLATES)}",
     **SHARDED,
     **GPU_STEP,
 )
@@ -316,15 +320,13 @@ def code_explanations(
 ) -> dg.MaterializeResult:
     """Llama 3 code-to-text: step-by-step explanations that must predict a sandboxed call."""
     traced = set(execution_traces.get_column("function")) if execution_traces.height else set()
-    seeds = code_seeds.filter(pl.col("name").is_in(list(traced))) if traced else code_seeds.head(0)
-    seeds = seeds.sort("id")
-    if config.max_functions:
-        seeds = seeds.head(config.max_functions)
+    traces = execution_traces.to_dicts()
+    seeds = choose_functions(code_seeds.to_dicts(), traces, config.max_functions)
     cached = engine.engine_for(EXPLANATION_STAGE)
     began = time.perf_counter()
     outcome = explain_code(
-        seeds.to_dicts(),
-        execution_traces.to_dicts(),
+        seeds,
+        traces,
         cached,
         row_context(context),
         ExplanationSettings(

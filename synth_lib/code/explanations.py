@@ -5,6 +5,17 @@ kept only if it carries what the code does: the model, shown the explanation but
 code, must predict the result of a call that `execution_traces` ran in the sandbox, and
 the prediction must match the sandbox's real result. Explanations that copy the source
 instead of explaining it are rejected too. Every explanation is a row with its verdicts.
+
+A small model can only pass that check on functions and calls it can follow, so the
+stage asks the easiest ones (`choose_functions`, `call_ease`): short sources, value
+results that are short and are not the argument echoed back (an echo is guessable without
+reading the explanation). An explanation cut at the token budget is trimmed to its last
+full sentence and still judged, since the check is on what the text lets the model
+predict; the trim is recorded in its generation verdict. Code blocks are dropped from an
+explanation: the predictor must work from prose, not from code the model wrote. A small
+model states its prediction in a sentence ("The value of f(x) is `True` because ..."), so
+the answer is the one value its sentences state (`stated_answer`); a hedged or
+contradictory reply states none. The match against the sandbox stays exact.
 """
 
 from __future__ import annotations
@@ -13,10 +24,10 @@ import ast
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
+from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, SamplingParams
 from synth_lib.engines.output_checks import generation_verdict, novelty_verdict
 from synth_lib.prompts import load_template
 from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
@@ -28,6 +39,15 @@ PREDICT_TEMPLATE = "code_explain_predict"
 TEMPLATES = (EXPLAIN_TEMPLATE, PREDICT_TEMPLATE)
 _LABEL = re.compile(r"^\s*(?:answer|output|result|returns?)\s*[:=-]\s*", re.IGNORECASE)
 _RAISES = re.compile(r"^raises\s+([A-Za-z_][\w.]*)", re.IGNORECASE)
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_CLAIM = re.compile(
+    r"\b(returns?|raises?|is|will be|would be)\s*:?\s+(?:an?\s+|the\s+(?:value\s+)?)?"
+    r"(`[^`\n]+`|'[^'\n]*'|\"[^\"\n]*\"|\([^()\n]*\)|\[[^\[\]\n]*\]|-?[\w.]*\w)",
+    re.IGNORECASE,
+)
+_HEDGE = re.compile(r"^\W*(?:if|or|otherwise|when|unless|else|depending)\b", re.IGNORECASE)
+TRIMMED = "trimmed_to_last_sentence_at_budget"
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,7 @@ class ExplanationSettings:
     seed: int = 0
     traces_per_function: int = 1
     max_copy_jaccard: float = 0.6
+    min_words: int = 12
 
 
 @dataclass
@@ -79,14 +100,21 @@ def outputs_match(predicted: str, expected: str) -> bool:
         return False
 
 
+def call_ease(call: Mapping[str, Any]) -> tuple[bool, bool, int, int]:
+    """Sort key, easiest call first: a value (not an exception), not the argument echoed
+    back, then the shortest result and the shortest call."""
+    echo = call["expression"].endswith(f"({call['response']})")
+    return (call["outcome"] != "value", echo, len(call["response"]), len(call["expression"]))
+
+
 def pick_traces(
     code_seeds: Sequence[Mapping[str, Any]],
     traces: Sequence[Mapping[str, Any]],
     per_function: int,
     seed: int,
 ) -> list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]]:
-    """(code seed, traced calls) for every seed with traces; value results before exceptions,
-    then a stable hash order, so the choice does not depend on row order."""
+    """(code seed, its `per_function` easiest traced calls) for every seed with traces; ties
+    in a stable hash order, so the choice does not depend on row order."""
     by_function: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in traces:
         by_function[row["function"]].append(row)
@@ -94,11 +122,102 @@ def pick_traces(
     for code in code_seeds:
         calls = sorted(
             by_function.get(code["name"], []),
-            key=lambda r: (r["outcome"] != "value", stable_seed(seed, r["id"])),
+            key=lambda r: (call_ease(r), stable_seed(seed, r["id"])),
         )
         if calls:
             picked.append((code, calls[:per_function]))
     return picked
+
+
+def choose_functions(
+    code_seeds: Sequence[Mapping[str, Any]],
+    traces: Sequence[Mapping[str, Any]],
+    limit: int,
+    max_source_chars: int = 900,
+) -> list[Mapping[str, Any]]:
+    """The `limit` traced code seeds (0: all) the model can most likely explain well enough:
+    sources up to `max_source_chars` first (a longer one rarely fits the budget), then by
+    the ease of their easiest call, then shortest source, then id."""
+    best: dict[str, tuple[bool, bool, int, int]] = {}
+    for row in traces:
+        ease = call_ease(row)
+        best[row["function"]] = min(best.get(row["function"], ease), ease)
+    ranked = sorted(
+        (code for code in code_seeds if code["name"] in best),
+        key=lambda c: (len(c["text"]) > max_source_chars, best[c["name"]], len(c["text"]), c["id"]),
+    )
+    return ranked[:limit] if limit else ranked
+
+
+def prose_of(text: str) -> str:
+    """The explanation without fenced code blocks (an unclosed fence runs to the end)."""
+    return re.sub(r"\n{3,}", "\n\n", _FENCED.sub("", text)).strip()
+
+
+def trim_to_sentence(text: str) -> str:
+    """`text` up to its last full sentence; empty when it has none."""
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()].strip() if ends else ""
+
+
+def explanation_text(result: GenerationResult, min_words: int) -> tuple[str, Verdict]:
+    """The prose an explanation row keeps, and its generation verdict.
+
+    A completion cut at the budget keeps its full sentences (the prediction check still
+    decides whether they carry the function); the verdict records the trim."""
+    truncated = result.finish_reason == "length"
+    text = trim_to_sentence(prose_of(result.text)) if truncated else prose_of(result.text)
+    generated = generation_verdict(replace(result, finish_reason="stop") if truncated else result)
+    if not generated.passed:
+        return text, generated
+    if len(text.split()) < min_words:
+        return text, Verdict("generation", False, reason="truncated" if truncated else "no_prose")
+    return text, Verdict("generation", True, reason=TRIMMED) if truncated else generated
+
+
+def _is_value(answer: str) -> bool:
+    if _RAISES.match(answer):
+        return True
+    try:
+        ast.literal_eval(answer)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def stated_answer(text: str, cut: bool = False) -> str:
+    """What a prediction says the call gives.
+
+    Its first line when that line is a value or "raises X" (a small model seldom replies
+    with the value alone); else the value its statements give ("returns X", "is X",
+    "raises X"; phrases that name no value, "returns a list", count for nothing) when they
+    all agree and none is conditional ("returns True if ..." states no answer); else its
+    first line. In a completion `cut` at the budget, text that runs into the cut counts
+    for nothing."""
+    first = clean_prediction(text) if not cut or "\n" in text.strip() else ""
+    if _is_value(first):
+        return first
+    claims, end = [], len(text.rstrip())
+    for claim in _CLAIM.finditer(text):
+        if cut and claim.end() >= end:
+            break
+        if _HEDGE.match(text[claim.end() :]):
+            return first
+        value = claim.group(2).strip("`").strip()
+        if claim.group(1).lower().startswith("raise"):
+            claims += [f"raises {value}"] if value[:1].isupper() else []
+        elif _is_value(value):
+            claims.append(value)
+    if claims and all(outputs_match(c, claims[0]) for c in claims):
+        return claims[0]
+    return first
+
+
+def prediction_line(result: GenerationResult) -> str:
+    """The answer of a prediction (`stated_answer`); an engine failure answers nothing."""
+    if result.finish_reason not in ("stop", "length"):
+        return ""
+    return stated_answer(result.text, cut=result.finish_reason == "length")
 
 
 def explain_code(
@@ -127,11 +246,10 @@ def explain_code(
     for (code, calls), request, result in zip(
         work, requests, engine.generate(requests), strict=True
     ):
-        generated = generation_verdict(result)
-        if not result.ok:
-            outcome.lost[(generated.reason or "failed").split(":")[0]] += 1
+        if result.finish_reason not in ("stop", "length"):
+            outcome.lost[(generation_verdict(result).reason or "failed").split(":")[0]] += 1
             continue
-        text = result.text.strip()
+        text, generated = explanation_text(result, settings.min_words)
         checks = [generated]
         if generated.passed:
             checks.append(novelty_verdict(text, code["text"], settings.max_copy_jaccard))
@@ -151,7 +269,7 @@ def explain_code(
     for (index, call, _), result in zip(
         probes, engine.generate([p[2] for p in probes]), strict=True
     ):
-        predictions[index].append((call, clean_prediction(result.text) if result.ok else ""))
+        predictions[index].append((call, prediction_line(result)))
     for index, (code, calls, request, result, text, checks) in enumerate(drafts):
         for call, predicted in predictions.get(index, []):
             ok = outputs_match(predicted, call["response"])
