@@ -119,11 +119,13 @@ def test_a_rollout_that_hedges_between_answers_is_not_a_path():
 def test_sampling_at_budget_forces_answers_like_the_search():
     engine = ScriptedEngine(lambda r: "#### 7" if "and nothing else" in r.prompt else "Seven.")
     sampling = SearchSettings().rollout_sampling
-    forced = sample_at_budget([PROBLEM], engine, [1], sampling, forcing=AnswerForcing())
+    forced = sample_at_budget([PROBLEM], engine, [1], sampling)  # SearchSettings' forcing
     assert forced.solved == [True] and forced.samples == 1 and len(engine.seen) == 2
     assert forced.tokens == sum(len(r.prompt.split()) for r in engine.seen) + 3
-    plain = sample_at_budget([PROBLEM], ScriptedEngine(lambda r: "Seven."), [1], sampling)
+    plain = sample_at_budget([PROBLEM], ScriptedEngine(lambda r: "Seven."), [1], sampling,
+                             forcing=None)  # fmt: skip
     assert plain.solved == [False]
+    assert SearchSettings().forcing == AnswerForcing()
 
 
 def _task_row(task: str, difficulty: str, rid: str) -> dict:

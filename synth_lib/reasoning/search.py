@@ -49,6 +49,9 @@ SAMPLE_TEMPLATE = "reasoning_cot"
 TEMPLATES = (STEP_TEMPLATE, ROLLOUT_TEMPLATE, SAMPLE_TEMPLATE)
 
 
+_FORCING = AnswerForcing()
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     iterations: int = 6
@@ -63,7 +66,7 @@ class SearchSettings:
     rollout_sampling: SamplingParams = field(
         default_factory=lambda: SamplingParams(temperature=0.7, max_tokens=256)
     )
-    forcing: AnswerForcing | None = field(default_factory=AnswerForcing)
+    forcing: AnswerForcing | None = _FORCING
     seed: int = 0
 
 
@@ -283,11 +286,12 @@ def sample_at_budget(
     sampling: SamplingParams,
     seed: int = 0,
     max_rounds: int = 64,
-    forcing: AnswerForcing | None = None,
+    forcing: AnswerForcing | None = _FORCING,
 ) -> SamplingBaseline:
     """Sample one solution per problem per round until each problem's tokens reach its budget
-    (the tokens its search spent): the comparison at equal tokens. Pass the search's
-    `forcing` so both sides complete answerless solutions the same way."""
+    (the tokens its search spent): the comparison at equal tokens. `forcing` must be the
+    search's (the default is SearchSettings'), so both sides complete answerless solutions
+    the same way."""
     template = load_template(SAMPLE_TEMPLATE)
     meter = _Meter(engine)
     solved = [False] * len(problems)
