@@ -109,6 +109,14 @@ def test_the_easiest_call_is_asked_not_an_echo_or_a_long_result():
     assert [c["expression"] for c in picked] == ["s.f('x y')", "s.f('ab cd')"]
 
 
+def test_a_function_whose_calls_all_echo_their_argument_is_not_asked():
+    echo = _seed("m.echo", "def echo(s): return s.strip()")
+    calls = [_trace("m.echo", "m.echo('')", "''"), _trace("m.echo", "m.echo('a')", "'a'")]
+    assert choose_functions([echo], calls, 0) == []
+    outcome = explain_code([echo], calls, engine_answering("''"), CTX)
+    assert outcome.rows == [] and outcome.functions_without_traces == 1
+
+
 def test_short_functions_with_easy_calls_are_explained_first():
     seeds = [
         _seed("m.long", "x" * 2000),
@@ -117,7 +125,7 @@ def test_short_functions_with_easy_calls_are_explained_first():
         _seed("m.untraced", "w" * 100),
     ]
     calls = [
-        _trace("m.long", "m.long(1)", "1"),
+        _trace("m.long", "m.long(1)", "2"),
         _trace("m.hard", "m.hard(1)", "[1, 2, 3, 4, 5]"),
         _trace("m.easy", "m.easy(1)", "2"),
     ]

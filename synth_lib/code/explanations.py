@@ -7,15 +7,16 @@ the prediction must match the sandbox's real result. Explanations that copy the 
 instead of explaining it are rejected too. Every explanation is a row with its verdicts.
 
 A small model can only pass that check on functions and calls it can follow, so the
-stage asks the easiest ones (`choose_functions`, `call_ease`): short sources, value
-results that are short and are not the argument echoed back (an echo is guessable without
-reading the explanation). An explanation cut at the token budget is trimmed to its last
-full sentence and still judged, since the check is on what the text lets the model
-predict; the trim is recorded in its generation verdict. Code blocks are dropped from an
-explanation: the predictor must work from prose, not from code the model wrote. A small
-model states its prediction in a sentence ("The value of f(x) is `True` because ..."), so
-the answer is the one value its sentences state (`stated_answer`); a hedged or
-contradictory reply states none. The match against the sandbox stays exact.
+stage asks the easiest ones (`choose_functions`, `call_ease`): short sources, short
+value results. A call that returns its argument unchanged is never asked (`is_echo`): a
+guess passes it without reading the explanation. An explanation cut at the token budget
+is trimmed to its last full sentence and still judged, since the check is on what the
+text lets the model predict; the trim is recorded in its generation verdict. Code blocks
+are dropped from an explanation: the predictor must work from prose, not from code the
+model wrote. A small model states its prediction in a sentence ("The value of f(x) is
+`True` because ..."), so the answer is the one value its sentences state
+(`stated_answer`); a hedged or contradictory reply states none. The match against the
+sandbox stays exact.
 """
 
 from __future__ import annotations
@@ -100,11 +101,15 @@ def outputs_match(predicted: str, expected: str) -> bool:
         return False
 
 
-def call_ease(call: Mapping[str, Any]) -> tuple[bool, bool, int, int]:
-    """Sort key, easiest call first: a value (not an exception), not the argument echoed
-    back, then the shortest result and the shortest call."""
-    echo = call["expression"].endswith(f"({call['response']})")
-    return (call["outcome"] != "value", echo, len(call["response"]), len(call["expression"]))
+def is_echo(call: Mapping[str, Any]) -> bool:
+    """The call returns its one argument unchanged: a guess passes without the explanation."""
+    return call["expression"].endswith(f"({call['response']})")
+
+
+def call_ease(call: Mapping[str, Any]) -> tuple[bool, int, int]:
+    """Sort key, easiest call first: a value (not an exception), then the shortest result
+    and the shortest call."""
+    return (call["outcome"] != "value", len(call["response"]), len(call["expression"]))
 
 
 def pick_traces(
@@ -113,11 +118,12 @@ def pick_traces(
     per_function: int,
     seed: int,
 ) -> list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]]:
-    """(code seed, its `per_function` easiest traced calls) for every seed with traces; ties
-    in a stable hash order, so the choice does not depend on row order."""
+    """(code seed, its `per_function` easiest traced calls, echoes left out) for every seed
+    with such calls; ties in a stable hash order, so the choice does not depend on row order."""
     by_function: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in traces:
-        by_function[row["function"]].append(row)
+        if not is_echo(row):
+            by_function[row["function"]].append(row)
     picked = []
     for code in code_seeds:
         calls = sorted(
@@ -135,11 +141,11 @@ def choose_functions(
     limit: int,
     max_source_chars: int = 900,
 ) -> list[Mapping[str, Any]]:
-    """The `limit` traced code seeds (0: all) the model can most likely explain well enough:
-    sources up to `max_source_chars` first (a longer one rarely fits the budget), then by
-    the ease of their easiest call, then shortest source, then id."""
-    best: dict[str, tuple[bool, bool, int, int]] = {}
-    for row in traces:
+    """The `limit` code seeds (0: all) with a non-echo traced call that the model can most
+    likely explain well enough: sources up to `max_source_chars` first (a longer one rarely
+    fits the budget), then by the ease of their easiest call, then shortest source, then id."""
+    best: dict[str, tuple[bool, int, int]] = {}
+    for row in (r for r in traces if not is_echo(r)):
         ease = call_ease(row)
         best[row["function"]] = min(best.get(row["function"], ease), ease)
     ranked = sorted(
