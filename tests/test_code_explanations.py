@@ -71,10 +71,17 @@ def test_wrong_predicted_output_is_rejected():
     assert "sandbox '2'" in row["verdicts"][-1]["reason"]
 
 
-def test_copying_the_source_is_not_an_explanation():
-    engine = ScriptedEngine(lambda request: CODE["text"])
+@pytest.mark.parametrize(
+    ("copy", "reason"),
+    [
+        (CODE["text"], "no_prose"),  # code lines are not prose
+        ("\n".join(ln.strip() for ln in CODE["text"].splitlines()), "near_copy_of_input"),
+    ],
+)
+def test_copying_the_source_is_not_an_explanation(copy, reason):
+    engine = ScriptedEngine(lambda request: copy)
     outcome = explain_code([CODE], TRACES, engine, CTX)
-    assert outcome.rejection_reasons == {"near_copy_of_input": 1}
+    assert outcome.rejection_reasons == {reason: 1}
     assert not any("Using only this explanation" in r.prompt for r in engine.seen)
 
 
@@ -169,6 +176,9 @@ def test_code_blocks_are_dropped_and_code_alone_is_no_explanation():
     assert all("sorted(data)" not in r.prompt for r in engine.seen if "Using only" in r.prompt)
     code_only = explain_code([CODE], TRACES, _scripted("```python\nreturn 2\n```", "2"), CTX)
     assert code_only.rejection_reasons == {"no_prose": 1}
+    unfenced = 'def median(data):\n    """Return the median (middle value) of numeric data."""'
+    pseudo = explain_code([CODE], TRACES, _scripted(unfenced, "2"), CTX)
+    assert pseudo.rejection_reasons == {"no_prose": 1}
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ stage asks the easiest ones (`choose_functions`, `call_ease`): short sources, sh
 value results. A call that returns its argument unchanged is never asked (`is_echo`): a
 guess passes it without reading the explanation. An explanation cut at the token budget
 is trimmed to its last full sentence and still judged, since the check is on what the
-text lets the model predict; the trim is recorded in its generation verdict. Code blocks
-are dropped from an explanation: the predictor must work from prose, not from code the
-model wrote. A small model states its prediction in a sentence ("The value of f(x) is
-`True` because ..."), so the answer is the one value its sentences state
+text lets the model predict; the trim is recorded in its generation verdict. Code
+(fenced or not) is dropped from an explanation: the predictor must work from prose, not
+from code the model wrote. A small model states its prediction in a sentence ("The value
+of f(x) is `True` because ..."), so the answer is the one value its sentences state
 (`stated_answer`); a hedged or contradictory reply states none. The match against the
 sandbox stays exact.
 """
@@ -41,6 +41,9 @@ TEMPLATES = (EXPLAIN_TEMPLATE, PREDICT_TEMPLATE)
 _LABEL = re.compile(r"^\s*(?:answer|output|result|returns?)\s*[:=-]\s*", re.IGNORECASE)
 _RAISES = re.compile(r"^raises\s+([A-Za-z_][\w.]*)", re.IGNORECASE)
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+_CODE_LINE = re.compile(
+    r"^(?: {4}|\t|\s*(?:def |class |return |import |from \S+ import |>>>|\"\"\"|'''))"
+)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 _CLAIM = re.compile(
     r"\b(returns?|raises?|is|will be|would be)\s*:?\s+(?:an?\s+|the\s+(?:value\s+)?)?"
@@ -156,8 +159,10 @@ def choose_functions(
 
 
 def prose_of(text: str) -> str:
-    """The explanation without fenced code blocks (an unclosed fence runs to the end)."""
-    return re.sub(r"\n{3,}", "\n\n", _FENCED.sub("", text)).strip()
+    """The explanation without code: fenced blocks (an unclosed fence runs to the end) and
+    unfenced code lines (indented, or opening with def, return, import, a docstring quote)."""
+    lines = [ln for ln in _FENCED.sub("", text).splitlines() if not _CODE_LINE.match(ln)]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def trim_to_sentence(text: str) -> str:
@@ -258,7 +263,8 @@ def explain_code(
         text, generated = explanation_text(result, settings.min_words)
         checks = [generated]
         if generated.passed:
-            checks.append(novelty_verdict(text, code["text"], settings.max_copy_jaccard))
+            # The raw text: code dropped from the prose is still a copy of the source.
+            checks.append(novelty_verdict(result.text, code["text"], settings.max_copy_jaccard))
         drafts.append((code, calls, request, result, text, checks))
     probes = [
         (index, call, GenerationRequest(
