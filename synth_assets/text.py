@@ -21,6 +21,7 @@ from synth_lib.reporting import counts_table, histogram_png_markdown
 from synth_lib.text.content_gate import ContentThresholds
 from synth_lib.text.dialogues import STAGE as DIALOGUE_STAGE
 from synth_lib.text.dialogues import TEMPLATE as DIALOGUE_TEMPLATE
+from synth_lib.text.dialogues import TURN_STOPS as DIALOGUE_TURN_STOPS
 from synth_lib.text.dialogues import DialogueSettings, generate_dialogues, role_verdict
 from synth_lib.text.evolution import OPERATORS as EVOLUTION_OPERATORS
 from synth_lib.text.instructions import STAGE as INSTRUCTION_STAGE
@@ -182,8 +183,11 @@ class DialoguesConfig(dg.Config):
     )
     use_personas: bool = Field(default=True, description="Sample a persona per row.")
     personas: str = Field(default=DEFAULT_PERSONAS, description="Persona file (prompts folder).")
-    temperature: float = Field(default=0.8, description="Sampling temperature.")
-    max_tokens: int = Field(default=256, description="Completion budget of a conversation.")
+    temperature: float = Field(default=0.3, description="Sampling temperature of every turn.")
+    max_tokens: int = Field(default=48, description="Completion budget of a user question.")
+    answer_max_tokens: int = Field(
+        default=96, description="Completion budget of an assistant answer."
+    )
     seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
 
 
@@ -268,7 +272,7 @@ def instructions(
 @dg.asset(
     group_name="instructions",
     kinds={"polars"},
-    code_version=f"dialogues-1-{load_template(DIALOGUE_TEMPLATE).hash[:12]}",
+    code_version=f"dialogues-2-{load_template(DIALOGUE_TEMPLATE).hash[:12]}",
     **SHARDED,
     **GPU_STEP,
 )
@@ -283,7 +287,12 @@ def dialogues(
     seeds = _grounding_seeds(text_seeds, code_seeds, config.max_text_seeds, config.max_code_seeds)
     personas = load_personas(config.personas) if config.use_personas else None
     settings = DialogueSettings(
-        sampling=SamplingParams(config.temperature, max_tokens=config.max_tokens),
+        question=SamplingParams(
+            config.temperature, max_tokens=config.max_tokens, stop=DIALOGUE_TURN_STOPS
+        ),
+        answer=SamplingParams(
+            config.temperature, max_tokens=config.answer_max_tokens, stop=DIALOGUE_TURN_STOPS
+        ),
         seed=config.seed,
         min_turns=config.min_turns,
         max_turns=config.max_turns,
@@ -303,7 +312,8 @@ def dialogues(
         "rows_per_s": round(frame.height / elapsed, 2) if elapsed else 0.0,
         "pass_rate": _pass_rate(frame),
         "rejection_reasons": dg.MetadataValue.md(counts_table(outcome.rejection_reasons)),
-        "lost_before_parsing": dg.MetadataValue.json(dict(outcome.lost)),
+        "lost_without_an_exchange": dg.MetadataValue.json(dict(outcome.lost)),
+        "tails_dropped": dg.MetadataValue.json(dict(outcome.tails_dropped)),
         "turns": dg.MetadataValue.json(dict(outcome.turns)),
         "persona_set": personas.label if personas else "none",
     }

@@ -84,9 +84,12 @@ def oracle(request: GenerationRequest) -> str:
     if "Write one task" in prompt:
         who = re.search(r"The task is for (.+?)\.\n", prompt)
         return f"Explain what this means: {words}. For {who.group(1) if who else 'anyone'}."
-    if "Write a conversation" in prompt:
-        first = f" What does the passage say first?\nAssistant: {words}.\n"
-        return f"{first}User: And in other words?\nAssistant: That {words.lower()} in short."
+    if "Write a question about the passage" in prompt:  # a dialogue's user turn
+        asked = prompt.count('"') - 2  # two quotes around the opener, two per earlier question
+        return ("What does the passage say first?", "And in other words?", "Why?")[asked // 2]
+    if "Answer the question below" in prompt:  # a dialogue's assistant turn
+        said = (f"{words}.", f"That {words.lower()} in short.", "Because it says so.")
+        return said[prompt.count("\nAnswer: ")]
     raise AssertionError(f"unexpected prompt: {prompt[:80]}")
 
 
@@ -152,7 +155,7 @@ def run(tmp_path_factory, smoke_models_dir):
         instance=instance,
         run_config={"ops": {
             "instructions": {"config": {**one_text, "persona_probe_variants": 2}},
-            "dialogues": {"config": {**one_text, "max_code_seeds": 0}},
+            "dialogues": {"config": {**one_text, "max_code_seeds": 0, "requested_turns": [2]}},
             "search_traces": {
                 "config": {"iterations": 6, "max_children": 2, "max_task_problems": 2}
             },

@@ -1,15 +1,32 @@
 """Multi-turn conversations grounded in a seed, stored as TRL's conversational `messages`.
 
-One request per seed writes the whole conversation (UltraChat-style, for a persona chosen
-per row), its transcript is parsed into `[{role, content}, ...]` and checked: user and
-assistant alternate, starting with the user and ending with the assistant; the number of
-exchanges is inside the configured range; no turn is empty or repeats an earlier one; and
-the conversation stays on the seed's topic (embedding cosine to the seed). Every parsed
-conversation is a row with its verdicts; `accepted` says whether all of them passed.
+Conversations are written turn by turn (UltraChat's simulated user and assistant): every
+user question and every assistant answer is its own short request, batched across seeds,
+one engine batch per turn and role. A whole transcript in one request fails on a small
+model: the default 135M model ran past its budget or never wrote the second role (no
+conversation accepted). The user turn asks for one question for the row's persona,
+starting with a given word (a different one each turn, so a follow-up does not copy the
+first question), and lists the questions already asked; the assistant turn sees the
+passage, the earlier exchanges and the question. Both prompts live in one template file
+(`=== user ===` / `=== assistant ===` sections), so one hash covers the pair.
+
+A turn that fails (truncated, empty, refused, an error, a question longer than one line,
+or one the turn-content gate below rejects: it repeats an earlier turn or ends unfinished)
+ends its conversation there, and no further turn is asked for. The complete exchanges
+before it are kept and checked like any conversation, and the row says so in a
+`tail_dropped` verdict (which turn, why); with no complete exchange nothing is kept
+(counted in `lost`).
+
+Every kept conversation is checked: user and assistant alternate, starting with the user
+and ending with the assistant; the number of exchanges is inside the configured range; no
+turn is empty, repeats an earlier one, or ends unfinished (on a colon or comma: an answer
+that stopped at its own lead-in); and the conversation stays on the seed's topic
+(embedding cosine to the seed). `accepted` says whether every verdict passed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections import Counter
@@ -20,29 +37,38 @@ from typing import Any
 import numpy as np
 
 from synth_lib.curation.anchor_filter import Embedder, embed
-from synth_lib.engines.base import Engine, GenerationRequest, SamplingParams
+from synth_lib.engines.base import Engine, GenerationRequest, GenerationResult, SamplingParams
 from synth_lib.engines.output_checks import generation_verdict, shingle_jaccard
-from synth_lib.prompts import load_template
+from synth_lib.prompts import Template, load_template
+from synth_lib.provenance.hashing import canonical_json
 from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
 from synth_lib.reasoning.seeding import stable_seed
-from synth_lib.text.personas import PersonaSet
+from synth_lib.text.personas import Persona, PersonaSet
 
 STAGE = "dialogues"
 TEMPLATE = "dialogue"
-PRIMED_ROLE = "user"  # the template ends with "User:", so the reply continues that turn
-_ROLE_LINE = re.compile(r"^\s*\**\s*(user|human|assistant|ai|bot|system)\s*\**\s*:\s*", re.I)
-_ROLE_NAMES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant",
-               "bot": "assistant", "system": "system"}  # fmt: skip
+ROLES = ("user", "assistant")
+OPENERS = ("What", "How", "Why", "When", "Which", "Can")
+# a turn ends at a blank line or where the model starts the next labelled line
+TURN_STOPS = ("\n\n", "\nUser:", "\nAssistant:", "\nQuestion:", "\nAnswer:")
+_LABEL = re.compile(r"^\s*\**\s*(question|answer|user|assistant)\s*\**\s*:\s*", re.I)
+_HISTORY_LABELS = {"user": "Question", "assistant": "Answer"}
 MAX_REPEAT_JACCARD = 0.8
+UNFINISHED_ENDINGS = (":", ",")
 
 Message = dict[str, str]
 
 
 @dataclass(frozen=True)
 class DialogueSettings:
-    """Sampling, the range of exchanges (user + assistant turn) and the gates' thresholds."""
+    """Sampling per role, the range of exchanges (user + assistant turn) and the thresholds."""
 
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=256))
+    question: SamplingParams = field(
+        default_factory=lambda: SamplingParams(0.3, max_tokens=48, stop=TURN_STOPS)
+    )
+    answer: SamplingParams = field(
+        default_factory=lambda: SamplingParams(0.3, max_tokens=96, stop=TURN_STOPS)
+    )
     seed: int = 0
     min_turns: int = 2
     max_turns: int = 6
@@ -56,33 +82,42 @@ class DialogueOutcome:
     rejection_reasons: Counter[str] = field(default_factory=Counter)
     lost: Counter[str] = field(default_factory=Counter)
     turns: Counter[str] = field(default_factory=Counter)
+    tails_dropped: Counter[str] = field(default_factory=Counter)
 
 
-def parse_transcript(text: str, primed_role: str | None = PRIMED_ROLE) -> list[Message]:
-    """Messages from a 'User: … / Assistant: …' transcript; lines without a label continue
-    the current message. A trailing user message nobody answered is dropped: it is the
-    model starting an exchange it did not finish."""
-    messages: list[Message] = []
-    role = primed_role
-    lines: list[str] = []
+@dataclass
+class _Talk:
+    """One conversation being written: its seed, plan and the turns so far."""
 
-    def flush() -> None:
-        content = "\n".join(lines).strip()
-        primed_and_empty = role == primed_role and not messages and not content
-        if role is not None and not primed_and_empty:
-            messages.append({"role": role, "content": content})
+    row: Mapping[str, Any]
+    persona: Persona | None
+    requested: int
+    seed: int
+    openers: tuple[str, ...]
+    messages: list[Message] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stopped: str | None = None  # "turn 2 user: truncated"
 
-    for line in text.splitlines():
-        label = _ROLE_LINE.match(line)
-        if label:
-            flush()
-            role, lines = _ROLE_NAMES[label.group(1).lower()], [line[label.end() :]]
-        else:
-            lines.append(line)
-    flush()
-    if len(messages) > 1 and messages[-1]["role"] == "user":
-        messages.pop()
-    return messages
+
+def turn_templates(template: Template) -> dict[str, str]:
+    """The user and assistant prompts of the dialogue template, by role."""
+    _, rest = template.text.split("=== user ===\n", 1)
+    user, assistant = rest.split("=== assistant ===\n", 1)
+    return {"user": user, "assistant": assistant}
+
+
+def turn_text(result: GenerationResult, role: str) -> tuple[str, str | None]:
+    """The turn's content without a leading role label, or why the turn failed."""
+    generated = generation_verdict(result)
+    if not generated.passed:
+        return "", (generated.reason or "failed").split(":")[0]
+    text = _LABEL.sub("", result.text.strip(), count=1).strip()
+    if not text:
+        return "", "empty"
+    if role == "user" and "\n" in text:
+        return "", "question_not_one_line"
+    return text, None
 
 
 def role_verdict(messages: Sequence[Mapping[str, str]]) -> Verdict:
@@ -111,12 +146,15 @@ def turns_verdict(messages: Sequence[Mapping[str, str]], low: int, high: int) ->
 
 
 def content_verdict(messages: Sequence[Mapping[str, str]]) -> Verdict:
-    """No empty turn, and no turn that repeats an earlier one (word 3-gram Jaccard)."""
+    """No empty turn, no turn that repeats an earlier one (word 3-gram Jaccard), and no
+    turn that ends on a lead-in (a colon or comma: what should follow it is missing)."""
     seen: list[str] = []
     for i, message in enumerate(messages):
         content = message["content"].strip()
         if not content:
             return Verdict("turn_content", False, float(i), "empty_turn")
+        if content.endswith(UNFINISHED_ENDINGS):
+            return Verdict("turn_content", False, float(i), "unfinished_turn")
         norm = " ".join(content.lower().split())
         for earlier in seen:
             if norm == earlier or shingle_jaccard(norm, earlier) >= MAX_REPEAT_JACCARD:
@@ -140,6 +178,58 @@ def topic_scores(
     return [float(x) for x in np.sum(talk * sources, axis=1)]
 
 
+def _prompt(prompts: Mapping[str, str], talk: _Talk, role: str, turn: int) -> str:
+    text = talk.row["text"]
+    if role == "user":
+        asked = [m["content"] for m in talk.messages if m["role"] == "user"]
+        listed = "; ".join(f'"{q}"' for q in asked)
+        return prompts["user"].format(
+            persona=talk.persona.text if talk.persona else "a curious user",
+            opener=talk.openers[turn],
+            asked=f" It must differ from the questions already asked: {listed}." if asked else "",
+            text=text,
+        )
+    *earlier, question = talk.messages
+    lines = [f"{_HISTORY_LABELS[m['role']]}: {m['content']}" for m in earlier]
+    history = "\nEarlier in the conversation:\n" + "\n".join(lines) + "\n" if lines else ""
+    return prompts["assistant"].format(text=text, history=history, question=question["content"])
+
+
+def _write_turns(
+    talks: Sequence[_Talk], engine: Engine, prompts: Mapping[str, str], settings: DialogueSettings
+) -> None:
+    """Every turn of every conversation, one engine batch per turn and role."""
+    sampling = {"user": settings.question, "assistant": settings.answer}
+    for turn in range(max((t.requested for t in talks), default=0)):
+        for role in ROLES:
+            active = [t for t in talks if t.stopped is None and t.requested > turn]
+            requests = [
+                GenerationRequest(
+                    f"{t.row['id']}:dialogue:{turn}:{role}",
+                    _prompt(prompts, t, role, turn),
+                    sampling[role],
+                    stable_seed(t.seed, turn, role),
+                )
+                for t in active
+            ]
+            for talk, result in zip(
+                active, engine.generate(requests) if requests else [], strict=True
+            ):
+                talk.prompt_tokens += result.prompt_tokens
+                talk.completion_tokens += result.completion_tokens
+                content, failure = turn_text(result, role)
+                if failure is None:  # the earlier turns passed: only the new one can fail
+                    candidate = [*talk.messages, {"role": role, "content": content}]
+                    checked = content_verdict(candidate)
+                    if checked.passed:
+                        talk.messages = candidate
+                        continue
+                    failure = checked.reason
+                talk.stopped = f"turn {turn + 1} {role}: {failure}"
+                if role == "assistant":  # the question nobody answered goes too
+                    talk.messages.pop()
+
+
 def generate_dialogues(
     seeds: Sequence[Mapping[str, Any]],
     engine: Engine,
@@ -149,70 +239,70 @@ def generate_dialogues(
     personas: PersonaSet | None,
     settings: DialogueSettings | None = None,
 ) -> DialogueOutcome:
-    """One conversation per seed row (rows need `id`, `text`), parsed and checked."""
+    """One conversation per seed row (rows need `id`, `text`), written turn by turn, checked."""
     settings = settings or DialogueSettings()
     template = load_template(TEMPLATE)
-    planned = []
+    talks = []
     for row in seeds:
-        turns = settings.requested_turns[
-            stable_seed("turns", row["id"], settings.seed) % len(settings.requested_turns)
-        ]
-        persona = personas.pick(row["id"], STAGE, settings.seed) if personas else None
-        line = f"\nThe user is {persona.text}." if persona else ""
-        request = GenerationRequest(
-            f"{row['id']}:dialogue",
-            template.render(persona_line=line, turns=turns, text=row["text"]),
-            settings.sampling,
-            stable_seed(settings.seed, row["id"], "dialogue"),
+        pick = stable_seed("turns", row["id"], settings.seed)
+        start = stable_seed("opener", row["id"], settings.seed)
+        talks.append(
+            _Talk(
+                row=row,
+                persona=personas.pick(row["id"], STAGE, settings.seed) if personas else None,
+                requested=settings.requested_turns[pick % len(settings.requested_turns)],
+                seed=stable_seed(settings.seed, row["id"], "dialogue"),
+                openers=tuple(OPENERS[(start + k) % len(OPENERS)] for k in range(len(OPENERS))),
+            )
         )
-        planned.append((request, row, persona, turns))
-    results = engine.generate([p[0] for p in planned])
+    _write_turns(talks, engine, turn_templates(template), settings)
     outcome = DialogueOutcome()
-    parsed = []
-    for (request, row, persona, turns), result in zip(planned, results, strict=True):
-        generated = generation_verdict(result)
-        if not generated.passed:
-            outcome.lost[(generated.reason or "failed").split(":")[0]] += 1
-            continue
-        messages = parse_transcript(result.text)
-        checks = [
-            generated,
-            role_verdict(messages),
-            turns_verdict(messages, settings.min_turns, settings.max_turns),
-            content_verdict(messages),
-        ]
-        parsed.append((request, row, persona, turns, result, messages, checks))
-    scores = topic_scores([p[5] for p in parsed], [p[1]["text"] for p in parsed], embedder)
+    kept = []
+    for talk in talks:
+        if talk.messages:
+            kept.append(talk)
+        else:
+            outcome.lost[(talk.stopped or "failed").split(": ")[-1]] += 1
+    scores = topic_scores([t.messages for t in kept], [t.row["text"] for t in kept], embedder)
+    roles = {"user": settings.question, "assistant": settings.answer}
+    sampling = canonical_json({role: params.as_dict() for role, params in roles.items()})
+    generator = generator_for(engine.identity, template, settings.answer, 0)
     persona_set = personas.label if personas else None
-    for (request, row, persona, turns, result, messages, checks), score in zip(
-        parsed, scores, strict=True
-    ):
+    for talk, score in zip(kept, scores, strict=True):
+        exchanges = sum(1 for m in talk.messages if m["role"] == "assistant")
+        checks = [Verdict("generation", True)]
+        if talk.stopped:
+            checks.append(Verdict("tail_dropped", True, float(exchanges), talk.stopped))
+            outcome.tails_dropped[talk.stopped.split(": ")[-1]] += 1
         on_topic = score >= settings.min_topic_cosine
-        checks.append(
-            Verdict("on_topic", on_topic, round(score, 4), None if on_topic else "off_topic")
-        )
+        checks += [
+            role_verdict(talk.messages),
+            turns_verdict(talk.messages, settings.min_turns, settings.max_turns),
+            content_verdict(talk.messages),
+            Verdict("on_topic", on_topic, round(score, 4), None if on_topic else "off_topic"),
+        ]
         payload = {
-            "messages": messages,
-            "turns": sum(1 for m in messages if m["role"] == "assistant"),
-            "requested_turns": turns,
-            "persona_id": persona.id if persona else None,
-            "persona": persona.text if persona else None,
+            "messages": talk.messages,
+            "turns": exchanges,
+            "requested_turns": talk.requested,
+            "persona_id": talk.persona.id if talk.persona else None,
+            "persona": talk.persona.text if talk.persona else None,
             "persona_set": persona_set,
         }
         out = make_row(
             stage=STAGE,
             payload=payload,
             ctx=ctx,
-            parents=[row],
-            generator=generator_for(engine.identity, template, request.sampling, request.seed),
+            parents=[talk.row],
+            generator=dataclasses.replace(generator, sampling=sampling, seed=talk.seed),
             verdicts=checks,
         )
         failed = [v for v in checks if not v.passed]
         out["accepted"] = not failed
-        out["prompt_tokens"] = result.prompt_tokens
-        out["completion_tokens"] = result.completion_tokens
+        out["prompt_tokens"] = talk.prompt_tokens
+        out["completion_tokens"] = talk.completion_tokens
         outcome.rows.append(out)
-        outcome.turns[str(payload["turns"])] += 1
+        outcome.turns[str(exchanges)] += 1
         if failed:
             outcome.rejection_reasons[failed[0].reason or "rejected"] += 1
     return outcome
