@@ -201,7 +201,7 @@ def solve(
     outcome = CotOutcome()
     results = engine.generate([request for _, _, request in planned])
     attempts = [(p, r, res) for (p, _, r), res in zip(planned, results, strict=True)]
-    forced = _force_answers(attempts, engine, forcing, outcome)
+    forced = force_answers(attempts, engine, forcing, outcome)
     seen: set[tuple[str, str]] = set()
     common = {"identity": engine.identity, "ctx": ctx, "min_rationale_words": min_rationale_words}
     for (problem, index, request), (result, reply) in zip(planned, forced, strict=True):
@@ -234,7 +234,7 @@ def solve(
     return outcome
 
 
-def _force_answers(
+def force_answers(
     attempts: Sequence[tuple[Problem, GenerationRequest, GenerationResult]],
     engine: Engine,
     forcing: AnswerForcing | None,
@@ -306,7 +306,7 @@ def _rationalize(
     ]
     outcome.rationalization_attempts += len(requests)
     attempts = list(zip(problems, requests, engine.generate(requests), strict=True))
-    forced = _force_answers(attempts, engine, forcing, outcome)
+    forced = force_answers(attempts, engine, forcing, outcome)
     for (problem, request, _), (result, reply) in zip(attempts, forced, strict=True):
         row, reason = _trace_row(
             problem,

@@ -38,7 +38,7 @@ from synth_lib.engines.output_checks import generation_verdict
 from synth_lib.prompts import load_template
 from synth_lib.provenance.schema import RowContext, Verdict, generator_for, make_row
 from synth_lib.reasoning.answers import extract_answer, hedged
-from synth_lib.reasoning.cot import AnswerForcing, CotOutcome, _force_answers
+from synth_lib.reasoning.cot import AnswerForcing, CotOutcome, force_answers
 from synth_lib.reasoning.seeding import stable_seed
 from synth_lib.reasoning.tasks import DIFFICULTY_LEVELS, Problem, check_answer
 
@@ -180,7 +180,7 @@ def _finish(
 ) -> list[tuple[GenerationResult, bool]]:
     """cot_traces' answer forcing: each result (with '#### x' appended when forced) and
     whether it was forced."""
-    done = _force_answers(attempts, engine, forcing, CotOutcome())
+    done = force_answers(attempts, engine, forcing, CotOutcome())
     return [(result, reply is not None) for result, reply in done]
 
 
