@@ -21,8 +21,12 @@ from synth_lib.reporting import counts_table, histogram_png_markdown
 from synth_lib.text.content_gate import ContentThresholds
 from synth_lib.text.dialogues import STAGE as DIALOGUE_STAGE
 from synth_lib.text.dialogues import TEMPLATE as DIALOGUE_TEMPLATE
-from synth_lib.text.dialogues import TURN_STOPS as DIALOGUE_TURN_STOPS
-from synth_lib.text.dialogues import DialogueSettings, generate_dialogues, role_verdict
+from synth_lib.text.dialogues import (
+    DialogueSettings,
+    generate_dialogues,
+    role_verdict,
+    turn_sampling,
+)
 from synth_lib.text.evolution import OPERATORS as EVOLUTION_OPERATORS
 from synth_lib.text.instructions import STAGE as INSTRUCTION_STAGE
 from synth_lib.text.instructions import TEMPLATES as INSTRUCTION_TEMPLATES
@@ -188,6 +192,12 @@ class DialoguesConfig(dg.Config):
     answer_max_tokens: int = Field(
         default=96, description="Completion budget of an assistant answer."
     )
+    multi_paragraph_answers: bool = Field(
+        default=False,
+        description="Answers may run past a blank line (stop only at the next role label): "
+        "for models that answer in paragraphs or with code blocks. The small default model "
+        "runs on into unrelated text without the blank-line stop.",
+    )
     seed: int = Field(default=0, description="Sampling seed (part of the cache key).")
 
 
@@ -287,11 +297,9 @@ def dialogues(
     seeds = _grounding_seeds(text_seeds, code_seeds, config.max_text_seeds, config.max_code_seeds)
     personas = load_personas(config.personas) if config.use_personas else None
     settings = DialogueSettings(
-        question=SamplingParams(
-            config.temperature, max_tokens=config.max_tokens, stop=DIALOGUE_TURN_STOPS
-        ),
-        answer=SamplingParams(
-            config.temperature, max_tokens=config.answer_max_tokens, stop=DIALOGUE_TURN_STOPS
+        question=turn_sampling(config.temperature, config.max_tokens),
+        answer=turn_sampling(
+            config.temperature, config.answer_max_tokens, config.multi_paragraph_answers
         ),
         seed=config.seed,
         min_turns=config.min_turns,

@@ -13,6 +13,7 @@ from synth_lib.text.dialogues import (
     content_verdict,
     generate_dialogues,
     role_verdict,
+    turn_sampling,
 )
 from synth_lib.text.personas import load_personas
 from tests.scripted_engine import ScriptedEngine
@@ -240,3 +241,14 @@ def test_empty_repeated_or_unfinished_turns_are_rejected(messages, reason):
 def test_turn_count_outside_the_range_is_rejected():
     outcome = run(scripted(), requested_turns=(1,))
     assert outcome.rejection_reasons == {"turns_outside_2_6": 1}
+
+
+def test_multi_paragraph_answers_stop_only_at_role_labels():
+    answer = "First, the element counts.\n\nThen the slice is taken from it."
+    engine = scripted(answers=[answer, ANSWERS[1]])
+    outcome = run(engine, answer=turn_sampling(0.3, 96, paragraphs=True))
+    asked = [r for r in engine.seen if turn_of(r.prompt)[0] == "assistant"]
+    assert asked and all("\n\n" not in r.sampling.stop for r in asked)
+    assert all("\nUser:" in r.sampling.stop for r in asked)
+    assert outcome.rows[0]["messages"][1]["content"] == answer
+    assert "\n\n" in turn_sampling(0.3, 96).stop

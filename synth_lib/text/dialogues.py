@@ -49,8 +49,9 @@ STAGE = "dialogues"
 TEMPLATE = "dialogue"
 ROLES = ("user", "assistant")
 OPENERS = ("What", "How", "Why", "When", "Which", "Can")
-# a turn ends at a blank line or where the model starts the next labelled line
-TURN_STOPS = ("\n\n", "\nUser:", "\nAssistant:", "\nQuestion:", "\nAnswer:")
+# a turn ends where the model starts the next labelled line, and by default at a blank line
+LABEL_STOPS = ("\nUser:", "\nAssistant:", "\nQuestion:", "\nAnswer:")
+TURN_STOPS = ("\n\n", *LABEL_STOPS)
 _LABEL = re.compile(r"^\s*\**\s*(question|answer|user|assistant)\s*\**\s*:\s*", re.I)
 _HISTORY_LABELS = {"user": "Question", "assistant": "Answer"}
 MAX_REPEAT_JACCARD = 0.8
@@ -59,16 +60,20 @@ UNFINISHED_ENDINGS = (":", ",")
 Message = dict[str, str]
 
 
+def turn_sampling(temperature: float, max_tokens: int, paragraphs: bool = False) -> SamplingParams:
+    """Sampling of one turn. `paragraphs`: the turn may run past a blank line (multi-paragraph
+    answers, code blocks: stronger models), stopping only at the next role label."""
+    return SamplingParams(
+        temperature, max_tokens=max_tokens, stop=LABEL_STOPS if paragraphs else TURN_STOPS
+    )
+
+
 @dataclass(frozen=True)
 class DialogueSettings:
     """Sampling per role, the range of exchanges (user + assistant turn) and the thresholds."""
 
-    question: SamplingParams = field(
-        default_factory=lambda: SamplingParams(0.3, max_tokens=48, stop=TURN_STOPS)
-    )
-    answer: SamplingParams = field(
-        default_factory=lambda: SamplingParams(0.3, max_tokens=96, stop=TURN_STOPS)
-    )
+    question: SamplingParams = field(default_factory=lambda: turn_sampling(0.3, 48))
+    answer: SamplingParams = field(default_factory=lambda: turn_sampling(0.3, 96))
     seed: int = 0
     min_turns: int = 2
     max_turns: int = 6
