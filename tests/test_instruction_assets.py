@@ -157,7 +157,8 @@ def run(tmp_path_factory, smoke_models_dir):
             "instructions": {"config": {**one_text, "persona_probe_variants": 2}},
             "dialogues": {"config": {**one_text, "max_code_seeds": 0, "requested_turns": [2]}},
             "search_traces": {
-                "config": {"iterations": 6, "max_children": 2, "max_task_problems": 2}
+                "config": {"iterations": 6, "max_children": 2, "max_task_problems": 2,
+                           "max_math_problems": 1}
             },
             "quality_scores": {"config": {"perplexity_model": str(model_dir),
                                           "max_perplexity": None}},
