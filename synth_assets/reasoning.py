@@ -421,7 +421,9 @@ class SearchConfig(dg.Config):
     max_task_problems: int = Field(
         default=1, description="reasoning-gym problems per shard (easiest first, one per task)."
     )
-    iterations: int = Field(default=4, description="MCTS iterations per problem.")
+    iterations: int = Field(
+        default=3, description="MCTS iterations per problem (the first rolls out the root)."
+    )
     max_children: int = Field(default=2, description="Children per node (progressive widening).")
     max_depth: int = Field(default=3, description="Steps before a node is rolled out as final.")
     exploration: float = Field(default=1.4, description="UCT exploration constant c.")

@@ -175,7 +175,12 @@ def run(tmp_path_factory, smoke_models_dir):
         ],
         resources=resources,
         instance=instance,
-        run_config={"ops": {"coverage": {"config": {"k": 2, "budget": 1}}}},
+        run_config={
+            "ops": {
+                "coverage": {"config": {"k": 2, "budget": 1}},
+                "stratified_instructions": {"config": {"measure_baseline": True}},
+            }
+        },
     )
     kinds = ("instructions", "dialogues", "code_explanations", "search_traces", "quality_scores")
     frames = {k: pl.read_parquet(data / k / f"{SHARD}.parquet") for k in kinds}
