@@ -437,6 +437,8 @@ def stratified_instructions(
         **generation_metadata(cached, accepted, engine.prices()),
         "rows_per_s": round(frame.height / elapsed, 2) if elapsed else 0.0,
         "pass_rate": _pass_rate(frame),
+        "rejection_reasons": dg.MetadataValue.md(counts_table(outcome.rejection_reasons)),
+        "lost_before_response": dg.MetadataValue.json(dict(outcome.lost_before_response)),
         "rows_by_cluster": dg.MetadataValue.json(
             {str(k): v for k, v in Counter(r["cluster"] for r in outcome.rows).items()}
         ),

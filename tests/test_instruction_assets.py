@@ -265,6 +265,7 @@ def test_coverage_sends_the_next_round_to_the_sparse_cluster(run):
     assert row["parent_ids"] == [SECOND["id"]] and row["cluster"] == sparse["cluster"]
     assert row["stage"] == "stratified_instructions"
     strat = meta["stratified_instructions"]
+    assert strat["lost_before_response"] == {} and strat["rejection_reasons"] == "_none_"
     assert strat["coverage_entropy_after"] > strat["coverage_entropy_before"]
     assert strat["coverage_entropy_after"] >= strat["coverage_entropy_after_uniform"]
     assert meta["coverage"]["planned_entropy_stratified"] > meta["coverage"]["coverage_entropy"]
