@@ -52,6 +52,8 @@ _CLAIM = re.compile(
 )
 _HEDGE = re.compile(r"^\W*(?:if|or|otherwise|when|unless|else|depending)\b", re.IGNORECASE)
 TRIMMED = "trimmed_to_last_sentence_at_budget"
+# what `ast.literal_eval` raises on text that is not one Python literal
+_NOT_A_LITERAL = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def outputs_match(predicted: str, expected: str) -> bool:
         return True
     try:
         return ast.literal_eval(predicted) == ast.literal_eval(expected)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except _NOT_A_LITERAL:
         return False
 
 
@@ -191,7 +193,7 @@ def _is_value(answer: str) -> bool:
         return True
     try:
         ast.literal_eval(answer)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except _NOT_A_LITERAL:
         return False
     return True
 
